@@ -1,0 +1,1 @@
+"""Conformance suites: check zmesh against vector files (ours and public ones)."""

@@ -1,0 +1,1 @@
+"""sansio room (see DESIGN.md §2)."""
