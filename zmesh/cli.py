@@ -8,23 +8,60 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Callable, Sequence
 
 # sub-command -> (module, function, one-line help). The function takes the parsed namespace
 # and returns the process exit status.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
-    "demo": ("zmesh.sim.demo", "run", "run an embedded local mesh and show a circuit at work"),
+    "demo": (
+        "zmesh.io_trio.demo",
+        "run",
+        "run a local mesh on loopback (rendezvous, relays, exits, SOCKS5) and self-check it",
+    ),
+    "node": ("zmesh.io_trio.commands", "run_node", "run a relay/exit node (optionally SOCKS5)"),
+    "proxy": ("zmesh.io_trio.commands", "run_proxy", "run a SOCKS5 client of a mesh"),
+    "rendezvous": (
+        "zmesh.io_trio.commands",
+        "run_rendezvous",
+        "run a self-hosted rendezvous service (WebSocket over HTTPS)",
+    ),
+    "status": (
+        "zmesh.io_trio.commands",
+        "run_status",
+        "show links, circuits and RTTs of a running node (from its --status-file)",
+    ),
 }
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
-    parser.add_argument("--nodes", type=int, default=8, help="relay/exit nodes (default 8)")
+    parser.add_argument("--simulated", action="store_true",
+                        help="run the virtual-time simulator demo instead of real sockets")
+    parser.add_argument("--self-test", action="store_true",
+                        help="run the self-check and exit: 0 on success, 1 with the reason")
+    parser.add_argument("--socks-port", type=int, default=None,
+                        help="SOCKS5 port (default 1080; a free one with --self-test)")
+    parser.add_argument("--nodes", type=int, default=None,
+                        help="relay/exit nodes (default 5; 8 with --simulated)")
     parser.add_argument("--hops", type=int, choices=(2, 3), default=2, help="circuit length")
+    parser.add_argument("--seed", type=int, default=1, help="simulator seed (--simulated only)")
 
 
-_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"demo": _add_demo}
+def _lazy_arguments(module: str, func: str) -> Callable[[argparse.ArgumentParser], None]:
+    def add(parser: argparse.ArgumentParser) -> None:
+        getattr(importlib.import_module(module), func)(parser)
+
+    return add
+
+
+_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "demo": _add_demo,
+    "node": _lazy_arguments("zmesh.io_trio.commands", "add_node_arguments"),
+    "proxy": _lazy_arguments("zmesh.io_trio.commands", "add_proxy_arguments"),
+    "rendezvous": _lazy_arguments("zmesh.io_trio.commands", "add_rendezvous_arguments"),
+    "status": _lazy_arguments("zmesh.io_trio.commands", "add_status_arguments"),
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,6 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     module_name, func_name, _ = _COMMANDS[args.command]
     func = getattr(importlib.import_module(module_name), func_name)
     try:

@@ -1,0 +1,265 @@
+"""DataChannel throughput and round-trip latency on loopback: zmesh↔zmesh vs aiortc↔aiortc.
+
+``python bench/datachannel.py [--seconds 3] [--size 65536] [--pings 200] [--profile FILE]``
+prints one JSON object. Each stack runs as two processes (offerer here, answerer as a child of
+this same file with ``--child zmesh|aiortc``), so each side has its own interpreter as it
+would in real use. Throughput: the offerer sends ``size``-byte binary messages on a reliable
+ordered channel for ``seconds``, then asks the answerer how many bytes it received; the figure
+is received bits over the time until that answer. Latency: ``pings`` sequential 64-byte
+round trips on a second channel; median and 99th percentile.
+
+``--profile FILE`` runs the zmesh offerer under cProfile and writes the stats to FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+HERE = os.path.abspath(__file__)
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+# ---------------------------------------------------------------------------------- zmesh side
+
+def _zmesh_child() -> None:
+    import trio
+
+    sys.path.insert(0, ROOT)
+    from zmesh.io_trio.udp import UdpEndpoint
+    from zmesh.io_trio.webrtc import ChannelClosedError, WebRtcChannel, WebRtcError, WebRtcPeer
+
+    async def sink(channel: WebRtcChannel) -> None:
+        received = 0
+        try:
+            async for message in channel:
+                if message == "done":
+                    await channel.send(str(received))
+                elif isinstance(message, bytes):
+                    received += len(message)
+                else:
+                    await channel.send(message)
+        except (ChannelClosedError, WebRtcError):
+            return
+
+    async def main() -> None:
+        offer = json.loads(sys.stdin.readline())["sdp"]
+        async with UdpEndpoint(("127.0.0.1", 0)) as endpoint, WebRtcPeer(endpoint) as peer:
+            answer = await peer.create_answer(offer)
+            print(json.dumps({"sdp": answer}), flush=True)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_exit_when_stdin_closes, nursery)
+                try:
+                    while True:
+                        nursery.start_soon(sink, await peer.accept_channel())
+                except WebRtcError:
+                    nursery.cancel_scope.cancel()
+
+    async def _exit_when_stdin_closes(nursery: Any) -> None:
+        await trio.to_thread.run_sync(sys.stdin.read)
+        nursery.cancel_scope.cancel()
+
+    trio.run(main)
+
+
+def _zmesh_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
+    import trio
+
+    sys.path.insert(0, ROOT)
+    from zmesh.io_trio.udp import UdpEndpoint
+    from zmesh.io_trio.webrtc import WebRtcPeer
+
+    result: dict[str, float] = {}
+
+    async def main() -> None:
+        child = subprocess.Popen([sys.executable, HERE, "--child", "zmesh"], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            async with UdpEndpoint(("127.0.0.1", 0)) as endpoint, WebRtcPeer(endpoint) as peer:
+                offer = await peer.create_offer()
+                child.stdin.write(json.dumps({"sdp": offer}) + "\n")
+                child.stdin.flush()
+                answer = await trio.to_thread.run_sync(child.stdout.readline)
+                await peer.set_remote_answer(json.loads(answer)["sdp"])
+                await peer.wait_connected()
+                bulk = await peer.create_channel("bulk")
+                payload = os.urandom(size)
+                start = time.perf_counter()
+                sent = 0
+                while time.perf_counter() - start < seconds:
+                    await bulk.send(payload)
+                    sent += size
+                await bulk.send("done")
+                received = int(await bulk.receive())
+                elapsed = time.perf_counter() - start
+                result["throughput_mbit_s"] = received * 8 / elapsed / 1e6
+                result["bytes_received"] = received
+                ping = await peer.create_channel("ping")
+                rtts = []
+                for i in range(pings):
+                    t0 = time.perf_counter()
+                    await ping.send(f"{i:064d}")
+                    await ping.receive()
+                    rtts.append((time.perf_counter() - t0) * 1000)
+                result.update(_latency(rtts))
+        finally:
+            child.stdin.close()
+            child.wait(timeout=10)
+
+    trio.run(main)
+    return result
+
+
+# --------------------------------------------------------------------------------- aiortc side
+
+def _aiortc_child() -> None:
+    import asyncio
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        offer = json.loads(await loop.run_in_executor(None, sys.stdin.readline))["sdp"]
+        pc = RTCPeerConnection()
+
+        @pc.on("datachannel")
+        def on_channel(channel: Any) -> None:
+            received = 0
+
+            @channel.on("message")
+            def on_message(message: Any) -> None:
+                nonlocal received
+                if message == "done":
+                    channel.send(str(received))
+                elif isinstance(message, bytes):
+                    received += len(message)
+                else:
+                    channel.send(message)
+
+        await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        print(json.dumps({"sdp": pc.localDescription.sdp}), flush=True)
+        await loop.run_in_executor(None, sys.stdin.read)
+        await pc.close()
+
+    asyncio.run(main())
+
+
+def _aiortc_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
+    import asyncio
+
+    from aiortc import RTCPeerConnection, RTCSessionDescription
+
+    result: dict[str, float] = {}
+
+    async def main() -> None:
+        child = subprocess.Popen([sys.executable, HERE, "--child", "aiortc"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert child.stdin is not None and child.stdout is not None
+        loop = asyncio.get_running_loop()
+        pc = RTCPeerConnection()
+        try:
+            bulk = pc.createDataChannel("bulk")
+            opened = asyncio.Event()
+            bulk.on("open", opened.set)
+            replies: asyncio.Queue[Any] = asyncio.Queue()
+            bulk.on("message", replies.put_nowait)
+            await pc.setLocalDescription(await pc.createOffer())
+            child.stdin.write(json.dumps({"sdp": pc.localDescription.sdp}) + "\n")
+            child.stdin.flush()
+            answer = json.loads(await loop.run_in_executor(None, child.stdout.readline))["sdp"]
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            await asyncio.wait_for(opened.wait(), 20)
+            payload = os.urandom(size)
+            low = asyncio.Event()
+            bulk.bufferedAmountLowThreshold = 1 << 20
+            bulk.on("bufferedamountlow", low.set)
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                if bulk.bufferedAmount > 4 << 20:
+                    low.clear()
+                    await low.wait()
+                bulk.send(payload)
+                await asyncio.sleep(0)
+            bulk.send("done")
+            received = int(await asyncio.wait_for(replies.get(), 120))
+            elapsed = time.perf_counter() - start
+            result["throughput_mbit_s"] = received * 8 / elapsed / 1e6
+            result["bytes_received"] = received
+            ping = pc.createDataChannel("ping")
+            ping_open = asyncio.Event()
+            ping.on("open", ping_open.set)
+            pongs: asyncio.Queue[Any] = asyncio.Queue()
+            ping.on("message", pongs.put_nowait)
+            await asyncio.wait_for(ping_open.wait(), 20)
+            rtts = []
+            for i in range(pings):
+                t0 = time.perf_counter()
+                ping.send(f"{i:064d}")
+                await asyncio.wait_for(pongs.get(), 20)
+                rtts.append((time.perf_counter() - t0) * 1000)
+            result.update(_latency(rtts))
+        finally:
+            await pc.close()
+            child.stdin.close()
+            child.wait(timeout=10)
+
+    asyncio.run(main())
+    return result
+
+
+def _latency(rtts: list[float]) -> dict[str, float]:
+    ordered = sorted(rtts)
+    return {
+        "rtt_ms_median": round(statistics.median(ordered), 3),
+        "rtt_ms_p99": round(ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--size", type=int, default=65536)
+    parser.add_argument("--pings", type=int, default=200)
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--only", choices=["zmesh", "aiortc"], default=None)
+    parser.add_argument("--child", choices=["zmesh", "aiortc"], default=None)
+    args = parser.parse_args()
+    if args.child == "zmesh":
+        _zmesh_child()
+        return
+    if args.child == "aiortc":
+        _aiortc_child()
+        return
+    report: dict[str, Any] = {"message_size": args.size, "seconds": args.seconds,
+                              "pings": args.pings, "cpus": os.cpu_count()}
+    if args.only in (None, "zmesh"):
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            report["zmesh"] = profiler.runcall(_zmesh_parent, args.seconds, args.size, args.pings)
+            profiler.dump_stats(args.profile)
+        else:
+            report["zmesh"] = _zmesh_parent(args.seconds, args.size, args.pings)
+    if args.only in (None, "aiortc"):
+        report["aiortc_baseline"] = _aiortc_parent(args.seconds, args.size, args.pings)
+    if "zmesh" in report and "aiortc_baseline" in report:
+        base = report["aiortc_baseline"]["throughput_mbit_s"]
+        report["throughput_ratio_vs_aiortc"] = round(
+            report["zmesh"]["throughput_mbit_s"] / base, 2) if base else None
+    for key in ("zmesh", "aiortc_baseline"):
+        if key in report:
+            report[key]["throughput_mbit_s"] = round(report[key]["throughput_mbit_s"], 1)
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""End to end on real sockets: curl through 2 and 3 hops, big and concurrent transfers, uploads,
+exit-policy refusals, garbage at every port, and a relay dying mid-transfer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import Mesh, Proc
+from zmesh.io_trio.testsite import pattern_sha256
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl"),
+]
+
+
+def curl(socks_port: int, url: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["curl", "-sS", "--max-time", str(int(timeout)), "--socks5-hostname",
+         f"127.0.0.1:{socks_port}", url, *extra],
+        capture_output=True, timeout=timeout + 10,
+    )
+
+
+def socks_connect(socks_port: int, host: str, port: int) -> int:
+    """Raw RFC 1928 CONNECT with a domain name; returns the REP byte."""
+    with socket.create_connection(("127.0.0.1", socks_port), timeout=60) as s:
+        s.sendall(b"\x05\x01\x00")
+        assert s.recv(2) == b"\x05\x00"
+        name = host.encode()
+        s.sendall(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + struct.pack("!H", port))
+        reply = s.recv(4)
+        return reply[1]
+
+
+def circuit_path(mesh: Mesh, name: str) -> list[str]:
+    """The path of the proxy's first circuit, once its status file shows one."""
+    deadline = time.monotonic() + 5
+    while True:
+        circuits = mesh.status(name)["circuits"]
+        if circuits or time.monotonic() > deadline:
+            return list(circuits[0]["path"]) if circuits else []
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def proxy2(mesh: Mesh) -> Iterator[Proc]:
+    yield mesh.add_proxy(2, "proxy2")
+
+
+@pytest.fixture(scope="module")
+def proxy3(mesh: Mesh) -> Iterator[Proc]:
+    yield mesh.add_proxy(3, "proxy3")
+
+
+def test_two_hops_page(mesh: Mesh, proxy2: Proc) -> None:
+    r = curl(proxy2.info["socks_port"], f"http://localhost:{mesh.web_port}/")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"zmesh test site\n"
+    assert len(circuit_path(mesh, "proxy2")) == 2
+
+
+def test_three_hops_page(mesh: Mesh, proxy3: Proc) -> None:
+    r = curl(proxy3.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/bytes/100000")
+    assert r.returncode == 0, r.stderr
+    assert hashlib.sha256(r.stdout).hexdigest() == pattern_sha256(100_000)
+    assert len(circuit_path(mesh, "proxy3")) == 3
+
+
+@pytest.mark.slow
+def test_50mb_download_is_byte_exact(mesh: Mesh, proxy2: Proc) -> None:
+    n = 50 * 1024 * 1024
+    r = curl(proxy2.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/bytes/{n}")
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) == n
+    assert hashlib.sha256(r.stdout).hexdigest() == pattern_sha256(n)
+
+
+@pytest.mark.slow
+def test_twenty_concurrent_streams(mesh: Mesh, proxy2: Proc) -> None:
+    n = 500_000
+    port = proxy2.info["socks_port"]
+    procs = [
+        subprocess.Popen(
+            ["curl", "-sS", "--max-time", "120", "--socks5-hostname", f"127.0.0.1:{port}",
+             f"http://127.0.0.1:{mesh.web_port}/bytes/{n}"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        for _ in range(20)
+    ]
+    want = pattern_sha256(n)
+    for p in procs:
+        out, err = p.communicate(timeout=150)
+        assert p.returncode == 0, err
+        assert hashlib.sha256(out).hexdigest() == want
+
+
+def test_upload(mesh: Mesh, proxy2: Proc, tmp_path: os.PathLike[str]) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    path = os.path.join(tmp_path, "up.bin")
+    with open(path, "wb") as f:
+        f.write(data)
+    r = curl(proxy2.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/sha256",
+             "--data-binary", f"@{path}", "-H", "Content-Type: application/octet-stream")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.decode() == hashlib.sha256(data).hexdigest()
+
+
+def test_exit_policy_refusals(mesh: Mesh, proxy2: Proc) -> None:
+    port = proxy2.info["socks_port"]
+    assert socks_connect(port, "10.1.2.3", 80) == 0x02  # private: refused by the exit policy
+    assert socks_connect(port, "127.0.0.1", 25) == 0x02  # SMTP: refused by the default tail
+    assert socks_connect(port, "localhost", 1) in (0x05, 0x04)  # allowed, but nothing listens
+    r = curl(port, f"http://127.0.0.1:{mesh.web_port}/")
+    assert r.returncode == 0, r.stderr
+
+
+def test_garbage_at_every_port_leaves_everything_running(mesh: Mesh, proxy2: Proc) -> None:
+    ports = [int(mesh.url.rsplit(":", 1)[1].split("/")[0]), proxy2.info["socks_port"]]
+    ports += [int(n.info["link_url"].rsplit(":", 1)[1].split("/")[0]) for n in mesh.nodes]
+    blobs = [b"\x00" * 64, os.urandom(4096), b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00" + os.urandom(600),
+             b"\x05\xff" + os.urandom(100)]
+    for port in ports:
+        for blob in blobs:
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                try:
+                    s.sendall(blob)
+                    s.settimeout(0.5)
+                    s.recv(1024)
+                except OSError:
+                    pass
+    time.sleep(0.5)
+    assert all(p.alive() for p in mesh.procs)
+    r = curl(proxy2.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/")
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.slow
+def test_relay_killed_mid_transfer(tmp_path_factory: pytest.TempPathFactory) -> None:
+    m = Mesh(tmp_path_factory.mktemp("kill"))
+    try:
+        for _ in range(4):
+            m.add_node()
+        proxy = m.add_proxy(2, "kproxy")
+        port = proxy.info["socks_port"]
+        url = f"http://127.0.0.1:{m.web_port}/bytes/{40 * 1024 * 1024}"
+        transfer = subprocess.Popen(
+            ["curl", "-sS", "--max-time", "60", "--limit-rate", "2M", "--socks5-hostname",
+             f"127.0.0.1:{port}", "-o", os.devnull, url],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 20
+        path: list[str] = []
+        while time.monotonic() < deadline and not path:
+            circuits = m.status("kproxy")["circuits"]
+            if circuits and circuits[0]["bytes_received"] > 100_000:
+                path = circuits[0]["path"]
+            time.sleep(0.2)
+        assert path, "the transfer never started"
+        victim = next(n for n in m.nodes if n.info["node_id"] == path[0])
+        victim.kill()
+        _, err = transfer.communicate(timeout=60)
+        assert transfer.returncode != 0, "the interrupted transfer must fail, not hang or succeed"
+        assert proxy.alive()
+        # New streams work over a fresh circuit that avoids the dead relay.
+        for _ in range(3):
+            r = curl(port, f"http://127.0.0.1:{m.web_port}/bytes/200000", timeout=60)
+            if r.returncode == 0:
+                break
+        assert r.returncode == 0, r.stderr
+        assert hashlib.sha256(r.stdout).hexdigest() == pattern_sha256(200_000)
+        time.sleep(1.2)  # the status file is rewritten every second
+        assert victim.info["node_id"] not in circuit_path(m, "kproxy")
+    finally:
+        m.close()

@@ -1,0 +1,140 @@
+"""WebSocket link on loopback: authentication, cell transport, keepalive RTT, hostile input."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+import trio
+
+from zmesh.io_trio.link import Link, LinkClosed
+from zmesh.io_trio.state import NodeIdentity
+from zmesh.io_trio.websocket_link import (
+    CELL_SIZE,
+    LinkSettings,
+    WebSocketLink,
+    connect_websocket_link,
+    serve_websocket_links,
+)
+
+pytestmark = pytest.mark.trio
+
+SERVER = NodeIdentity.generate()
+CLIENT = NodeIdentity.generate()
+FAST = LinkSettings(keepalive_interval=0.05, keepalive_timeout=2.0, handshake_timeout=2.0)
+
+
+async def start_server(nursery: trio.Nursery, accepted: list[WebSocketLink], echo: bool = True) -> int:
+    async def on_link(link: WebSocketLink) -> None:
+        accepted.append(link)
+        async with trio.open_nursery() as n:
+            n.start_soon(link.run)
+            try:
+                while echo:
+                    cell = await link.receive_cell()
+                    await link.send_cell(cell)
+                await trio.sleep_forever()
+            except LinkClosed:
+                n.cancel_scope.cancel()
+
+    port: int = await nursery.start(lambda task_status: serve_websocket_links(
+        SERVER, on_link, port=0, settings=FAST, task_status=task_status))
+    return port
+
+
+async def test_authenticated_echo_and_rtt() -> None:
+    accepted: list[WebSocketLink] = []
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, accepted)
+        link = await connect_websocket_link(
+            "127.0.0.1", port, CLIENT, expected_peer_id=SERVER.node_id,
+            expected_cert_sha256=SERVER.cert_sha256, settings=FAST)
+        assert isinstance(link, Link)
+        assert link.peer_id == SERVER.node_id
+        nursery.start_soon(link.run)
+        cells = [bytes([i % 256]) * CELL_SIZE for i in range(300)]
+        for cell in cells:
+            await link.send_cell(cell)
+        got = [await link.receive_cell() for _ in cells]
+        assert got == cells
+        assert accepted[0].peer_id == CLIENT.node_id
+        with trio.fail_after(2):
+            while link.stats.rtt is None:
+                await trio.sleep(0.02)
+        assert 0 < link.stats.rtt < 1
+        assert link.stats.cells_sent == 300 and link.stats.cells_received == 300
+        await link.aclose()
+        with pytest.raises(LinkClosed):
+            await link.send_cell(cells[0])
+        nursery.cancel_scope.cancel()
+
+
+async def test_wrong_pin_and_wrong_peer_are_refused() -> None:
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, [])
+        with pytest.raises(LinkClosed, match="pin"):
+            await connect_websocket_link("127.0.0.1", port, CLIENT,
+                                         expected_cert_sha256=b"\x00" * 32, settings=FAST)
+        with pytest.raises(LinkClosed, match="not the node"):
+            await connect_websocket_link("127.0.0.1", port, CLIENT,
+                                         expected_peer_id=b"\x01" * 32, settings=FAST)
+        nursery.cancel_scope.cancel()
+
+
+async def test_garbage_leaves_listener_serving() -> None:
+    accepted: list[WebSocketLink] = []
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, accepted)
+        # raw garbage instead of TLS
+        s = await trio.open_tcp_stream("127.0.0.1", port)
+        await s.send_all(b"\x16\x03\x01garbage" * 100)
+        await s.aclose()
+        # TLS, then a non-websocket HTTP request
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        t = await trio.open_ssl_over_tcp_stream("127.0.0.1", port, ssl_context=ctx)
+        await t.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.move_on_after(2):
+            try:
+                reply = await t.receive_some(100)
+                assert not reply or reply.startswith(b"HTTP/1.1 4")
+            except trio.BrokenResourceError:
+                pass  # the server dropped the connection: equally fine
+        await trio.aclose_forcefully(t)
+        link = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=FAST)
+        nursery.start_soon(link.run)
+        await link.send_cell(b"z" * CELL_SIZE)
+        assert await link.receive_cell() == b"z" * CELL_SIZE
+        await link.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_peer_close_ends_receivers() -> None:
+    accepted: list[WebSocketLink] = []
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, accepted, echo=False)
+        link = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=FAST)
+        nursery.start_soon(link.run)
+        with trio.fail_after(2):
+            while not accepted:
+                await trio.sleep(0.01)
+        await accepted[0].aclose()
+        with trio.fail_after(2), pytest.raises(LinkClosed):
+            await link.receive_cell()
+        nursery.cancel_scope.cancel()
+
+
+async def test_send_queue_is_bounded() -> None:
+    small = LinkSettings(send_queue=4, receive_queue=4, keepalive_interval=10)
+    accepted: list[WebSocketLink] = []
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, accepted, echo=False)
+        link = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=small)
+        # writer not running yet: the queue fills and send_cell blocks
+        assert link.send_cells_nowait([b"a" * CELL_SIZE] * 10) == 4
+        with trio.move_on_after(0.2) as scope:
+            await link.send_cell(b"a" * CELL_SIZE)
+        assert scope.cancelled_caught
+        await link.aclose()
+        nursery.cancel_scope.cancel()

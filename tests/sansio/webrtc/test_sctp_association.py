@@ -1,0 +1,626 @@
+"""SCTP association state machine: two ends back to back in virtual time (sctp.loopback)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from zmesh.sansio.webrtc.sctp import (
+    AssociationClosed,
+    AssociationEstablished,
+    AssociationState,
+    BadChecksum,
+    BufferedAmountLow,
+    DataReceived,
+    SctpAssociation,
+    SctpConfig,
+    SendBufferFull,
+    StreamsReset,
+)
+from zmesh.sansio.webrtc.sctp import chunks as ch
+from zmesh.sansio.webrtc.sctp.loopback import Loopback
+from zmesh.sansio.webrtc.sctp.packet import with_checksum
+from zmesh.sansio.wire import LocalProtocolError, ProtocolError
+
+
+def _rng_source(seed: int) -> Callable[[int], bytes]:
+    return random.Random(seed).randbytes
+
+
+def make_pair(
+    *,
+    seed: int = 1,
+    latency: float = 0.01,
+    config: SctpConfig | None = None,
+    a_to_b: Callable[[bytes], bytes | None] | None = None,
+    b_to_a: Callable[[bytes], bytes | None] | None = None,
+    random_a: Callable[[int], bytes] | None = None,
+) -> tuple[SctpAssociation, SctpAssociation, Loopback]:
+    a = SctpAssociation(is_client=True, random=random_a or _rng_source(seed), config=config)
+    b = SctpAssociation(is_client=False, random=_rng_source(seed + 1000), config=config)
+    return a, b, Loopback(a, b, latency=latency, a_to_b=a_to_b, b_to_a=b_to_a)
+
+
+def established_pair(**kwargs: object) -> tuple[SctpAssociation, SctpAssociation, Loopback]:
+    a, b, lb = make_pair(**kwargs)  # type: ignore[arg-type]
+    a.connect(lb.now)
+    b.connect(lb.now)
+    assert lb.run(lambda: a.is_established and b.is_established, timeout=30)
+    lb.events["a"].clear()
+    lb.events["b"].clear()
+    return a, b, lb
+
+
+def received(lb: Loopback, side: str = "b") -> list[DataReceived]:
+    return [e for e in lb.events[side] if isinstance(e, DataReceived)]
+
+
+def payload(size: int, seed: int = 0) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def chunk_types(packet: bytes) -> list[type]:
+    return [type(c) for c in ch.parse_chunks(packet)]
+
+
+# ---------------------------------------------------------------- handshake
+
+
+def test_one_sided_connect() -> None:
+    a, b, lb = make_pair()
+    a.connect(0.0)
+    assert a.state is AssociationState.COOKIE_WAIT
+    assert lb.run(lambda: a.is_established and b.is_established)
+    assert lb.now == pytest.approx(0.04)  # INIT, INIT ACK, COOKIE ECHO, COOKIE ACK
+    assert isinstance(lb.events["a"][0], AssociationEstablished)
+    assert lb.events["b"][0] == AssociationEstablished(65535, 65535, True)
+
+
+def test_init_collision_both_sides_connect() -> None:
+    a, b, lb = make_pair()
+    a.connect(0.0)
+    b.connect(0.0)
+    assert lb.run(lambda: a.is_established and b.is_established)
+    # Each side established exactly once, with the other's tag.
+    assert [type(e) for e in lb.events["a"]] == [AssociationEstablished]
+    assert [type(e) for e in lb.events["b"]] == [AssociationEstablished]
+    a.send(0, 51, b"x", now=lb.now)
+    b.send(1, 51, b"y", now=lb.now)
+    lb.run(lambda: bool(received(lb, "a")) and bool(received(lb, "b")))
+    assert received(lb, "b")[0].data == b"x" and received(lb, "a")[0].data == b"y"
+
+
+def test_init_collision_with_skew() -> None:
+    a, b, lb = make_pair(latency=0.05)
+    a.connect(0.0)
+    lb.run(timeout=0.03)  # a's INIT is in flight when b starts
+    b.connect(lb.now)
+    assert lb.run(lambda: a.is_established and b.is_established)
+
+
+def test_handshake_retransmits_lost_init() -> None:
+    dropped = []
+
+    def drop_first(packet: bytes) -> bytes | None:
+        if not dropped:
+            dropped.append(packet)
+            return None
+        return packet
+
+    a, b, lb = make_pair(a_to_b=drop_first)
+    a.connect(0.0)
+    assert lb.run(lambda: a.is_established and b.is_established)
+    assert chunk_types(dropped[0]) == [ch.InitChunk]
+    assert lb.now > 1.0  # T1-init (1 s) fired
+
+
+def test_handshake_gives_up() -> None:
+    a, _b, lb = make_pair(a_to_b=lambda p: None)
+    a.connect(0.0)
+    lb.run(timeout=1000)
+    assert lb.events["a"] == [AssociationClosed("handshake timed out", False)]
+    assert a.state is AssociationState.CLOSED
+
+
+def test_data_queued_before_establishment_is_sent() -> None:
+    a, b, lb = make_pair()
+    a.send(3, 53, b"early", now=0.0)
+    a.connect(0.0)
+    lb.run(lambda: bool(received(lb)))
+    assert received(lb)[0] == DataReceived(3, 53, b"early", True)
+
+
+def test_forged_cookie_is_dropped() -> None:
+    a, b, lb = make_pair()
+
+    def tamper(packet: bytes) -> bytes | None:
+        if ch.CookieEchoChunk in chunk_types(packet):
+            raw = bytearray(packet)
+            raw[30] ^= 0xFF  # inside the cookie body: the MAC no longer matches
+            return with_checksum(raw)
+        return packet
+
+    lb._manglers["a"] = tamper
+    a.connect(0.0)
+    lb.run(timeout=0.5)
+    assert not b.is_established
+    assert b.stats.dropped_packets >= 1
+
+
+# ---------------------------------------------------------------- data transfer
+
+
+@pytest.mark.parametrize("size", [1, 2, 1159, 1160, 1161, 5000, 65536, 262144])
+def test_message_sizes(size: int) -> None:
+    a, b, lb = established_pair()
+    data = payload(size, size)
+    a.send(7, 53, data, now=lb.now)
+    assert lb.run(lambda: bool(received(lb)))
+    assert received(lb) == [DataReceived(7, 53, data, True)]
+
+
+def test_many_messages_ordered_per_stream_and_unordered() -> None:
+    a, b, lb = established_pair()
+    sent: dict[int, list[bytes]] = {0: [], 2: []}
+    for i in range(200):
+        data = payload(1 + (i * 37) % 3000, i)
+        sid = 0 if i % 2 else 2
+        sent[sid].append(data)
+        a.send(sid, 53, data, now=lb.now)
+    unordered = [payload(100, 1000 + i) for i in range(20)]
+    for data in unordered:
+        a.send(4, 53, data, ordered=False, now=lb.now)
+    assert lb.run(lambda: len(received(lb)) == 220)
+    for sid, msgs in sent.items():
+        assert [e.data for e in received(lb) if e.stream_id == sid] == msgs
+    got_unordered = [e for e in received(lb) if e.stream_id == 4]
+    assert sorted(e.data for e in got_unordered) == sorted(unordered)
+    assert not any(e.ordered for e in got_unordered)
+
+
+def test_small_messages_are_bundled() -> None:
+    a, b, lb = established_pair()
+    for i in range(50):
+        a.send(0, 51, b"m%d" % i, now=lb.now)
+    before = lb.packets["a"]
+    assert lb.run(lambda: len(received(lb)) == 50)
+    assert lb.packets["a"] - before <= 3
+
+
+def test_bidirectional_and_sack_piggybacking() -> None:
+    a, b, lb = established_pair()
+    for i in range(100):
+        a.send(0, 53, payload(1000, i), now=lb.now)
+        b.send(1, 53, payload(1000, 500 + i), now=lb.now)
+    assert lb.run(lambda: len(received(lb, "a")) == 100 and len(received(lb, "b")) == 100)
+
+
+def test_delayed_ack_single_packet() -> None:
+    a, b, lb = established_pair(latency=0.0)
+    out: list[bytes] = []
+    lb._manglers["b"] = lambda p: (out.append(p), p)[1]
+    a.send(0, 53, b"one", now=lb.now)
+    assert lb.run(lambda: b.stats.bytes_received == 3)
+    start = lb.now
+    assert not out  # no SACK yet: delayed
+    assert b.get_timer() == pytest.approx(start + 0.2)
+    lb.run(lambda: bool(out))
+    assert lb.now == pytest.approx(start + 0.2)
+    assert chunk_types(out[0]) == [ch.SackChunk]
+
+
+def test_every_second_packet_is_acked_at_once() -> None:
+    a, b, lb = established_pair(latency=0.0)
+    sacks: list[float] = []
+
+    def watch(packet: bytes) -> bytes:
+        if ch.SackChunk in chunk_types(packet):
+            sacks.append(lb.now)
+        return packet
+
+    lb._manglers["b"] = watch
+    start = lb.now
+    a.send(0, 53, payload(2200), now=lb.now)  # two full packets
+    assert lb.run(lambda: bool(sacks))
+    assert sacks[0] == start  # no 200 ms delay on the second packet
+
+
+def test_tsn_wrap_around() -> None:
+    calls = iter([b"\x11\x22\x33\x44", b"\xff\xff\xff\xf0"])
+    rest = _rng_source(9)
+
+    def source(n: int) -> bytes:
+        return next(calls, None) or rest(n)
+
+    a, b, lb = make_pair(random_a=source)
+    a.connect(0.0)
+    assert lb.run(lambda: a.is_established and b.is_established)
+    msgs = [payload(3000, i) for i in range(30)]  # 90 TSNs across the wrap
+    for m in msgs:
+        a.send(0, 53, m, now=lb.now)
+    assert lb.run(lambda: len(received(lb)) == 30)
+    assert [e.data for e in received(lb)] == msgs
+
+
+# ---------------------------------------------------------------- loss and retransmission
+
+
+def lossy(rate: float, seed: int, skip: int = 0) -> Callable[[bytes], bytes | None]:
+    rng = random.Random(seed)
+    count = [0]
+
+    def mangle(packet: bytes) -> bytes | None:
+        count[0] += 1
+        if count[0] > skip and rng.random() < rate:
+            return None
+        return packet
+
+    return mangle
+
+
+@pytest.mark.parametrize("rate", [0.05, 0.2])
+def test_reliable_transfer_under_loss(rate: float) -> None:
+    a, b, lb = established_pair(seed=3)
+    lb._manglers["a"] = lossy(rate, 1)
+    lb._manglers["b"] = lossy(rate, 2)
+    msgs = [payload(1 + (i * 7919) % 20000, i) for i in range(60)]
+    for m in msgs:
+        a.send(1, 53, m, now=lb.now)
+    assert lb.run(lambda: len(received(lb)) == 60, timeout=300)
+    assert [e.data for e in received(lb)] == msgs
+    assert a.stats.retransmissions > 0
+
+
+def test_fast_retransmit_recovers_single_loss_without_timeout() -> None:
+    a, b, lb = established_pair()
+    count = [0]
+
+    def drop_fifth_data(packet: bytes) -> bytes | None:
+        if ch.DataChunk in chunk_types(packet):
+            count[0] += 1
+            if count[0] == 5:
+                return None
+        return packet
+
+    lb._manglers["a"] = drop_fifth_data
+    start = lb.now
+    for i in range(20):
+        a.send(0, 53, payload(1100, i), now=lb.now)
+    assert lb.run(lambda: len(received(lb)) == 20)
+    assert a.stats.fast_retransmissions == 1
+    assert a.stats.t3_expirations == 0
+    assert lb.now - start < 0.2  # well under one RTO
+    assert a.stats.cwnd < 10 * 1188  # halved on entering fast recovery
+
+
+def test_t3_timeout_retransmits_tail_loss() -> None:
+    a, b, lb = established_pair()
+    dropped = [False]
+
+    def drop_only_data(packet: bytes) -> bytes | None:
+        if not dropped[0] and ch.DataChunk in chunk_types(packet):
+            dropped[0] = True
+            return None
+        return packet
+
+    lb._manglers["a"] = drop_only_data
+    start = lb.now
+    a.send(0, 53, b"tail", now=lb.now)
+    assert lb.run(lambda: bool(received(lb)))
+    assert a.stats.t3_expirations == 1
+    assert lb.now - start >= 1.0  # RTO.Initial before any RTT sample
+    assert a.stats.cwnd == 1188
+
+
+def test_association_aborts_after_too_many_retransmissions() -> None:
+    a, b, lb = established_pair()
+    lb._manglers["a"] = lambda p: None
+    a.send(0, 53, b"lost", now=lb.now)
+    lb.run(lambda: any(isinstance(e, AssociationClosed) for e in lb.events["a"]), timeout=2000)
+    closed = [e for e in lb.events["a"] if isinstance(e, AssociationClosed)]
+    assert closed and "unreachable" in closed[0].reason
+
+
+# ---------------------------------------------------------------- PR-SCTP
+
+
+def test_unreliable_messages_abandoned_with_forward_tsn() -> None:
+    a, b, lb = established_pair()
+    count = [0]
+    seen_forward = []
+
+    def drop_some(packet: bytes) -> bytes | None:
+        kinds = chunk_types(packet)
+        if ch.ForwardTsnChunk in kinds:
+            seen_forward.append(packet)
+        if ch.DataChunk in kinds:
+            count[0] += 1
+            if count[0] % 3 == 0:
+                return None
+        return packet
+
+    lb._manglers["a"] = drop_some
+    for i in range(30):
+        a.send(2, 53, b"u%d" % i + bytes(1100), ordered=True, max_retransmits=0, now=lb.now)
+    a.send(2, 53, b"reliable-end", now=lb.now)
+    assert lb.run(lambda: any(e.data == b"reliable-end" for e in received(lb)), timeout=60)
+    got = [e.data[:4] for e in received(lb)]
+    assert 15 <= len(got) < 31  # some abandoned, the rest in order
+    indices = [int(g[1:].rstrip(b"\x00").decode()) for g in got[:-1]]
+    assert indices == sorted(indices)
+    assert a.stats.abandoned_messages >= 5
+    assert seen_forward
+    lb.run(timeout=2)
+    assert a.stats.flight_size == 0
+
+
+def test_lifetime_expiry_drops_unsent_and_unacked() -> None:
+    a, b, lb = established_pair()
+    lb._manglers["a"] = lambda p: None if ch.DataChunk in chunk_types(p) else p
+    a.send(0, 53, b"expires", ordered=False, max_lifetime=0.05, now=lb.now)
+    lb.run(timeout=3)
+    assert a.stats.abandoned_messages == 1
+    lb._manglers["a"] = None
+    a.send(0, 53, b"after", now=lb.now)
+    assert lb.run(lambda: bool(received(lb)))
+    assert [e.data for e in received(lb)] == [b"after"]
+
+
+def test_fragmented_unreliable_message_abandoned_whole() -> None:
+    a, b, lb = established_pair()
+    count = [0]
+
+    def drop_second_data(packet: bytes) -> bytes | None:
+        if ch.DataChunk in chunk_types(packet):
+            count[0] += 1
+            if count[0] == 2:
+                return None
+        return packet
+
+    lb._manglers["a"] = drop_second_data
+    a.send(0, 53, payload(10_000), ordered=False, max_retransmits=0, now=lb.now)
+    a.send(0, 53, b"next", ordered=False, now=lb.now)
+    assert lb.run(lambda: any(e.data == b"next" for e in received(lb)), timeout=30)
+    lb.run(timeout=2)
+    assert [e.data for e in received(lb)] == [b"next"]
+    assert b.stats.messages_received == 1
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_checksum_dropped_and_counted() -> None:
+    a, b, lb = established_pair()
+    a.send(0, 53, b"hello", now=lb.now)
+    packet = a.data_to_send(lb.now)[0]
+    broken = bytearray(packet)
+    broken[-1] ^= 1
+    before = b.stats
+    with pytest.raises(BadChecksum):
+        b.receive_data(bytes(broken), lb.now)
+    assert b.stats.bad_checksums == 1 and b.stats.dropped_packets == before.dropped_packets + 1
+    assert b.next_event() is None
+    b.receive_data(packet, lb.now)
+    assert b.next_event() == DataReceived(0, 53, b"hello", True)
+
+
+def test_wrong_verification_tag_dropped() -> None:
+    a, b, lb = established_pair()
+    a.send(0, 53, b"hello", now=lb.now)
+    packet = bytearray(a.data_to_send(lb.now)[0])
+    packet[4:8] = b"\x00\x00\x00\x01"
+    b.receive_data(with_checksum(packet), lb.now)
+    assert b.next_event() is None and b.stats.dropped_packets == 1
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(st.binary(min_size=0, max_size=200))
+def test_random_packets_raise_only_protocol_errors(body: bytes) -> None:
+    a, b, lb = _SHARED_PAIR
+    header = bytes.fromhex("13881388") + b._local_tag.to_bytes(4, "big") + bytes(4)
+    state = b.state
+    try:
+        b.receive_data(with_checksum(header + body), lb.now)
+    except ProtocolError:
+        pass
+    assert b.state in (state, AssociationState.CLOSED, AssociationState.SHUTDOWN_RECEIVED)
+
+
+def _shared() -> tuple[SctpAssociation, SctpAssociation, Loopback]:
+    return established_pair(seed=77)
+
+
+_SHARED_PAIR = _shared()
+
+
+def test_unknown_chunk_actions() -> None:
+    a, b, lb = established_pair()
+    header = bytes.fromhex("13881388") + b._local_tag.to_bytes(4, "big") + bytes(4)
+    data = ch.DataChunk(3, 0, 0, 0, 53, b"x")
+    # 0x40: stop processing the packet and report it.
+    pkt = header + ch.UnknownChunk(0x40, 0, b"zz").encode() + data.encode()
+    b.receive_data(with_checksum(pkt), lb.now)
+    assert b.next_event() is None
+    out = b.data_to_send(lb.now)
+    assert any(ch.ErrorChunk in chunk_types(p) for p in out)
+    # 0x80: skip it and go on.
+    pkt = header + ch.UnknownChunk(0x80, 0, b"zz").encode()
+    b.receive_data(with_checksum(pkt), lb.now)
+    assert b.state is AssociationState.ESTABLISHED
+
+
+# ---------------------------------------------------------------- back-pressure
+
+
+def test_send_buffer_full_and_buffered_amount_low() -> None:
+    config = SctpConfig(send_buffer_size=300_000, buffered_amount_low_threshold=100_000)
+    a, b, lb = established_pair(config=config)
+    a.send(5, 53, payload(262_144), now=lb.now)
+    with pytest.raises(SendBufferFull):
+        a.send(5, 53, payload(50_000), now=lb.now)
+    assert a.buffered_amount(5) == 262_144
+    lb.run(lambda: any(isinstance(e, BufferedAmountLow) for e in lb.events["a"]))
+    assert a.buffered_amount(5) <= 100_000
+    a.send(5, 53, payload(50_000), now=lb.now)
+    assert lb.run(lambda: len(received(lb)) == 2)
+
+
+def test_send_argument_checks() -> None:
+    a, b, lb = established_pair()
+    with pytest.raises(LocalProtocolError):
+        a.send(0, 53, b"", now=lb.now)
+    with pytest.raises(LocalProtocolError):
+        a.send(70000, 53, b"x", now=lb.now)
+    with pytest.raises(LocalProtocolError):
+        a.send(0, 53, bytes(262_145), now=lb.now)
+    with pytest.raises(LocalProtocolError):
+        a.connect(lb.now)
+
+
+def test_receive_window_is_bounded_and_reopens() -> None:
+    config = SctpConfig(receive_window=300_000)
+    a, b, lb = established_pair(config=config)
+    drained: list[DataReceived] = []
+    hold = [True]
+
+    def on_event(side: str, event: object) -> None:
+        lb.events[side].append(event)
+
+    # Do not drain b's events: its window fills and a must stop sending.
+    lb._on_event = on_event
+    original_next = b.next_event
+    b.next_event = lambda: None if hold[0] else original_next()  # type: ignore[method-assign]
+    for i in range(4):
+        a.send(0, 53, payload(200_000, i), now=lb.now)
+    lb.run(timeout=5)
+    assert b._advertised_rwnd() < 300_000 - 190_000
+    assert b._inbound.buffered + b._rx_pending <= 2 * 300_000
+    hold[0] = False
+    while (event := b.next_event()) is not None:
+        if isinstance(event, DataReceived):
+            drained.append(event)
+    assert lb.run(lambda: len(drained) + len(received(lb)) == 4, timeout=60)
+
+
+# ---------------------------------------------------------------- stream reset, close
+
+
+def test_stream_reset_resets_ssn_both_ways() -> None:
+    a, b, lb = established_pair()
+    for i in range(3):
+        a.send(4, 53, b"before%d" % i, now=lb.now)
+    a.reset_streams([4], lb.now)
+    with pytest.raises(LocalProtocolError):
+        a.send(4, 53, b"during", now=lb.now)
+    assert lb.run(lambda: any(isinstance(e, StreamsReset) for e in lb.events["a"]))
+    assert StreamsReset((4,), True) in lb.events["b"]
+    assert StreamsReset((4,), False) in lb.events["a"]
+    # The reset came after the data: all of it was delivered first.
+    assert [e.data for e in received(lb)] == [b"before0", b"before1", b"before2"]
+    a.send(4, 53, b"after", now=lb.now)  # SSN 0 again: b must accept it in order
+    assert lb.run(lambda: len(received(lb)) == 4)
+
+
+def test_stream_reset_waits_for_lost_data() -> None:
+    a, b, lb = established_pair()
+    count = [0]
+
+    def drop_first_data(packet: bytes) -> bytes | None:
+        if ch.DataChunk in chunk_types(packet):
+            count[0] += 1
+            if count[0] == 1:
+                return None
+        return packet
+
+    lb._manglers["a"] = drop_first_data
+    a.send(4, 53, b"lost-once", now=lb.now)
+    a.reset_streams([4], lb.now)
+    assert lb.run(lambda: StreamsReset((4,), False) in lb.events["a"], timeout=10)
+    assert [e.data for e in received(lb)] == [b"lost-once"]
+    b_events = lb.events["b"]
+    assert b_events.index(StreamsReset((4,), True)) > b_events.index(received(lb)[0])
+
+
+def test_graceful_shutdown_delivers_queued_data() -> None:
+    a, b, lb = established_pair()
+    msgs = [payload(5000, i) for i in range(10)]
+    for m in msgs:
+        a.send(0, 53, m, now=lb.now)
+    a.close(lb.now)
+    assert a.state is AssociationState.SHUTDOWN_PENDING
+    with pytest.raises(LocalProtocolError):
+        a.send(0, 53, b"late", now=lb.now)
+    assert lb.run(
+        lambda: any(isinstance(e, AssociationClosed) for e in lb.events["a"])
+        and any(isinstance(e, AssociationClosed) for e in lb.events["b"])
+    )
+    assert [e.data for e in received(lb)] == msgs
+    assert lb.events["a"][-1] == AssociationClosed("shutdown", False)
+    assert lb.events["b"][-1] == AssociationClosed("shutdown", True)
+    assert a.get_timer() is None and b.get_timer() is None
+
+
+def test_both_sides_shut_down_at_once() -> None:
+    a, b, lb = established_pair()
+    a.close(lb.now)
+    b.close(lb.now)
+    assert lb.run(
+        lambda: any(isinstance(e, AssociationClosed) for e in lb.events["a"])
+        and any(isinstance(e, AssociationClosed) for e in lb.events["b"])
+    )
+    assert a.state is b.state is AssociationState.CLOSED
+
+
+def test_abort() -> None:
+    a, b, lb = established_pair()
+    a.abort("bye", lb.now)
+    assert lb.events["a"] == [] and a.next_event() == AssociationClosed("aborted: bye", False)
+    lb.run(lambda: bool(lb.events["b"]))
+    assert lb.events["b"] == [AssociationClosed("peer aborted: bye", True)]
+
+
+# ---------------------------------------------------------------- heartbeats, stats
+
+
+def test_heartbeat_when_idle_measures_rtt() -> None:
+    a, b, lb = established_pair(latency=0.03)
+    lb.run(timeout=31)
+    assert a.stats.srtt is not None
+    assert a.stats.srtt == pytest.approx(0.06, abs=0.01)
+
+
+def test_heartbeats_detect_dead_peer() -> None:
+    a, b, lb = established_pair()
+    lb._manglers["b"] = lambda p: None
+    lb.run(lambda: any(isinstance(e, AssociationClosed) for e in lb.events["a"]), timeout=5000)
+    assert any(isinstance(e, AssociationClosed) for e in lb.events["a"])
+
+
+def test_stats_and_rtt() -> None:
+    a, b, lb = established_pair(latency=0.025)
+    for i in range(20):
+        a.send(0, 53, payload(1000, i), now=lb.now)
+    lb.run(lambda: len(received(lb)) == 20)
+    lb.run(timeout=1)
+    stats = a.stats
+    assert stats.messages_sent == 20 and b.stats.messages_received == 20
+    assert stats.bytes_sent == 20_000 and b.stats.bytes_received == 20_000
+    assert stats.srtt is not None and 0.045 <= stats.srtt <= 0.3
+    assert stats.rto >= 0.4
+    assert stats.flight_size == 0
+
+
+def _iter_events(a: SctpAssociation) -> Iterator[object]:
+    while (event := a.next_event()) is not None:
+        yield event
+
+
+def test_reset_requires_established() -> None:
+    a, _b, _lb = make_pair()
+    with pytest.raises(LocalProtocolError):
+        a.reset_streams([1], 0.0)
+    assert list(_iter_events(a)) == []

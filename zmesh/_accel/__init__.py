@@ -1,0 +1,1 @@
+"""_accel room (see DESIGN.md §2)."""

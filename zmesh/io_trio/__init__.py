@@ -1,0 +1,1 @@
+"""io_trio room (see DESIGN.md §2)."""

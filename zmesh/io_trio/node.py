@@ -1,0 +1,813 @@
+"""The trio node runtime: one nursery running a node's links, circuits, exit and streams.
+
+A :class:`Node` glues the sans-IO pieces to sockets and time:
+
+- :class:`~zmesh.sansio.onion.OnionNode` (circuits: client, relay and exit roles) is driven by
+  one task per link (read a batch of cells, feed them, drain events, flush) and one timer task;
+- each circuit end gets a :class:`~zmesh.io_trio.circuit_streams.CircuitStreams` (the stream
+  mux) when it opens; at an exit, BEGIN spawns a task that dials the destination under the exit
+  policy (``zmesh.io_trio.exit_direct``) and splices bytes both ways;
+- links are WebSocket-over-TLS (:mod:`zmesh.io_trio.websocket_link`), accepted on the node's
+  listener and dialled on demand (``LinkNeeded``) from signed peer records;
+- the node publishes its own signed peer record to the rendezvous services and refreshes the
+  peer table from them.
+
+Concurrency rules (trio, structured): every task lives in the node's nursery or a link's;
+leaving ``async with Node(...)`` cancels them all, after a shielded, time-bounded shutdown that
+sends a DESTROY for every circuit this node originated. Cells leave through one lock-holding
+flush (``_flush``) so a circuit's cells are never reordered on a link, and the task that fed
+cells in waits for link queue space, which carries back-pressure from a slow link to the reader
+of the fast one.
+
+Clocks: the onion layer and peer records use wall-clock seconds (``time.time()``), because
+Sphinx epochs and record expiry must agree between machines; everything else uses trio's clock.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import math
+import secrets
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+import trio
+
+from zmesh.io_trio.circuit_streams import CircuitStreams, MeshStream
+from zmesh.io_trio.link import Link, LinkClosed
+from zmesh.io_trio.rendezvous import RendezvousError, fetch_records, publish_record
+from zmesh.io_trio.state import NodeIdentity, StateDir
+from zmesh.io_trio.websocket_link import (
+    LINK_PATH,
+    LinkSettings,
+    WebSocketLink,
+    connect_websocket_link,
+    serve_websocket_links,
+)
+from zmesh.sansio.exit.policy import ExitPolicy
+from zmesh.sansio.onion.cells import MAX_RELAY_PAYLOAD, DestroyReason, RelayKind
+from zmesh.sansio.onion.keyring import DEFAULT_EPOCH_LENGTH, SphinxKeyRing
+from zmesh.sansio.onion.events import (
+    CircuitBuilt,
+    CircuitDestroyed,
+    CircuitHandle,
+    CircuitOpened,
+    LinkNeeded,
+    RelayMessageReceived,
+    RouteHop,
+)
+from zmesh.sansio.onion.node import OnionConfig, OnionNode
+from zmesh.sansio.onion.sphinx import ZMESH_GEOMETRY
+from zmesh.sansio.signaling.peer_record import Capability, PeerRecord, SphinxKey, sign_record
+from zmesh.sansio.streams import ResetReason, Role, StreamMux, StreamOpenFailed
+from zmesh.sansio.wire import ProtocolError
+
+__all__ = ["NodeConfig", "Node", "CircuitInfo", "ReceivedMessage", "NoPath"]
+
+log = logging.getLogger(__name__)
+
+
+#: Cells the onion layer may queue (all links) between two flushes: a full circuit window
+#: (1 MiB of stream data, ~1100 cells) for a few circuits at once.
+ONION_QUEUED_CELLS = 16384
+
+
+class NoPath(Exception):
+    """Not enough usable peers for the requested circuit."""
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node needs; ``zmesh node --help`` documents the same names."""
+
+    state_dir: str | None = None  # None: a fresh identity in memory (tests, demo)
+    host: str = "127.0.0.1"  # where the link listener binds
+    port: int = 0  # 0: any free port
+    advertise_host: str | None = None  # the host other nodes dial (default: host)
+    listen: bool = True  # False: a pure client that only dials out
+    relay: bool = True
+    exit: bool = True
+    exit_policy: ExitPolicy = field(default_factory=ExitPolicy)
+    rendezvous: tuple[str, ...] = ()
+    record_lifetime: float = 3600.0
+    republish_interval: float = 600.0
+    refresh_interval: float = 60.0
+    epoch_length: float = DEFAULT_EPOCH_LENGTH
+    link: LinkSettings = field(default_factory=LinkSettings)
+    circuit_timeout: float = 10.0
+    stream_timeout: float = 15.0
+    exit_connect_timeout: float = 10.0
+    message_queue: int = 256  # end-to-end messages held for the application
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """An end-to-end message that arrived over a circuit ending here (sender is anonymous)."""
+
+    data: bytes
+    circuit: CircuitHandle
+
+
+@dataclass
+class CircuitInfo:
+    circuit: CircuitHandle
+    path: tuple[bytes, ...]
+    built_at: float
+    build_rtt: float | None = None  # seconds from CREATE to checked CREATED
+    streams: CircuitStreams | None = None
+
+
+@dataclass
+class _Pending:
+    event: trio.Event = field(default_factory=trio.Event)
+    ok: bool = False
+    reason: str = ""
+    rtt: float | None = None
+
+
+def _wall() -> float:
+    return time.time()
+
+
+class Node:
+    """A running zmesh node (client, relay and/or exit). Use ``async with Node(config)``."""
+
+    def __init__(self, config: NodeConfig, identity: NodeIdentity | None = None) -> None:
+        self.config = config
+        self._state = StateDir(config.state_dir) if config.state_dir else None
+        if identity is None:
+            identity = self._state.load_or_create() if self._state else NodeIdentity.generate()
+        self.identity = identity
+        self.node_id = identity.node_id
+        now = _wall()
+        self.keyring = SphinxKeyRing(ZMESH_GEOMETRY, now, epoch_length=config.epoch_length)
+        self.onion = OnionNode(
+            self.node_id, self.keyring, config=OnionConfig(max_queued_cells=ONION_QUEUED_CELLS)
+        )
+        self.peers: dict[bytes, PeerRecord] = {}
+        self.links: dict[bytes, Link] = {}
+        self.port: int | None = None
+        self.record: PeerRecord | None = None
+        self._seq = 0
+        self._ends: dict[CircuitHandle, CircuitStreams] = {}  # exit-role circuit ends
+        self._circuits: dict[CircuitHandle, CircuitInfo] = {}  # circuits we originated
+        self._pending: dict[CircuitHandle, _Pending] = {}
+        self._dialing: dict[bytes, trio.Event] = {}
+        self._avoid: dict[bytes, float] = {}  # peer -> trio time until which we avoid it
+        self._backlogged: dict[CircuitHandle, Callable[[], None]] = {}
+        self._last_refresh = -math.inf
+        self._published: dict[str, int] = {}  # rendezvous url -> seq it holds from us
+        self._flush_lock = trio.Lock()
+        self._flush_wanted = trio.Event()
+        self._timer_changed = trio.Event()
+        self._circuit_lock = trio.Lock()
+        self._current: CircuitInfo | None = None
+        self._msg_send, self._msg_recv = trio.open_memory_channel[ReceivedMessage](
+            config.message_queue
+        )
+        self.messages_dropped = 0
+        self.dropped_cells = 0
+        self._nursery: trio.Nursery | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self.started = trio.Event()
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Node:
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery = nursery
+            stack.push_async_callback(self._shutdown)
+            if self.config.listen:
+                self.port = await nursery.start(self._serve_links)
+            nursery.start_soon(self._timer_task)
+            nursery.start_soon(self._flush_task)
+            self._publish_local_record()
+            if self.config.rendezvous:
+                await self.refresh_peers()
+                nursery.start_soon(self._rendezvous_task)
+        except BaseException:
+            await stack.__aexit__(None, None, None)
+            raise
+        self._stack = stack
+        self.started.set()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        assert self._nursery is not None and self._stack is not None
+        self._nursery.cancel_scope.cancel()
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def _shutdown(self) -> None:
+        """Send DESTROY for our circuits and close links; shielded, at most 2 seconds."""
+        with trio.move_on_after(2) as scope:
+            scope.shield = True
+            now = _wall()
+            for info in list(self._circuits.values()):
+                with contextlib.suppress(ProtocolError):
+                    self.onion.destroy_circuit(info.circuit, DestroyReason.REQUESTED, now)
+            self._drain_events()
+            with contextlib.suppress(LinkClosed):
+                await self._flush()
+            await trio.sleep(0.05)  # let link writers put the DESTROYs on the wire
+            for link in list(self.links.values()):
+                await link.aclose()
+        self._msg_send.close()
+
+    # -- peer records and rendezvous ------------------------------------------------------
+
+    @property
+    def link_url(self) -> str | None:
+        if self.port is None:
+            return None
+        host = self.config.advertise_host or self.config.host
+        if ":" in host:
+            host = f"[{host}]"
+        return f"wss://{host}:{self.port}{LINK_PATH}"
+
+    def _publish_local_record(self) -> PeerRecord:
+        now = _wall()
+        caps = Capability.CLIENT
+        if self.config.relay and self.config.listen:
+            caps |= Capability.RELAY
+        if self.config.exit and self.config.listen:
+            caps |= Capability.EXIT
+        if self._state is not None:
+            seq = self._state.next_seq(now)
+        else:
+            seq = max(self._seq + 1, int(now * 1000))
+        self._seq = seq
+        keys = self.keyring.public_keys(now)
+        url = self.link_url
+        self.record = sign_record(
+            self.identity.identity,
+            seq=seq,
+            expires=int(now + self.config.record_lifetime),
+            capabilities=caps,
+            cert_sha256=self.identity.cert_sha256,
+            sphinx_keys=[SphinxKey(e, k) for e, k in sorted(keys.items())],
+            addresses=[url] if url else [],
+        )
+        return self.record
+
+    def add_peer(self, record: PeerRecord) -> bool:
+        """Verify and remember a peer record (newer ``seq`` wins). Returns True if kept."""
+        try:
+            record.verify(_wall())
+        except ProtocolError as exc:
+            log.debug("ignoring peer record: %s", exc)
+            return False
+        if record.node_id == self.node_id:
+            return False
+        held = self.peers.get(record.node_id)
+        if held is not None and held.seq >= record.seq:
+            return False
+        self.peers[record.node_id] = record
+        return True
+
+    async def refresh_peers(self) -> int:
+        """Publish our record and fetch everyone's from each rendezvous; returns peers known."""
+        assert self.record is not None
+        for url in self.config.rendezvous:
+            try:
+                if self.config.listen and self._published.get(url) != self.record.seq:
+                    await publish_record(url, self.record)
+                    self._published[url] = self.record.seq
+                for record in await fetch_records(url):
+                    self.add_peer(record)
+            except (RendezvousError, ProtocolError) as exc:
+                log.warning("rendezvous %s: %s", url, exc)
+        now = _wall()
+        for node_id in [k for k, r in self.peers.items() if r.expires <= now]:
+            del self.peers[node_id]
+        return len(self.peers)
+
+    def _may_refresh(self) -> bool:
+        """At most one on-demand refresh per second (a flood of unknown next hops must not
+        turn into a flood of rendezvous requests)."""
+        now = trio.current_time()
+        if now - self._last_refresh < 1.0:
+            return False
+        self._last_refresh = now
+        return True
+
+    async def _rendezvous_task(self) -> None:
+        next_publish = trio.current_time() + self.config.republish_interval
+        while True:
+            await trio.sleep(self.config.refresh_interval)
+            if trio.current_time() >= next_publish or self._record_keys_stale():
+                self._publish_local_record()
+                next_publish = trio.current_time() + self.config.republish_interval
+            await self.refresh_peers()
+
+    def _record_keys_stale(self) -> bool:
+        assert self.record is not None
+        keys = self.keyring.public_keys(_wall())
+        return {k.epoch for k in self.record.sphinx_keys} != set(keys)
+
+    # -- links ----------------------------------------------------------------------------
+
+    async def _serve_links(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        await serve_websocket_links(
+            self.identity,
+            self._run_link,
+            host=self.config.host,
+            port=self.config.port,
+            settings=self.config.link,
+            task_status=task_status,
+        )
+
+    async def _run_link(self, link: Link) -> None:
+        """Drive one authenticated link until it closes (runs in the link's own task)."""
+        peer = link.peer_id
+        async with trio.open_nursery() as nursery:
+            if isinstance(link, WebSocketLink):
+                nursery.start_soon(link.run)
+            self.links[peer] = link
+            self.onion.link_up(link, peer, _wall())
+            self._drain_events()
+            await self._flush()
+            batch = link.receive_cells if isinstance(link, WebSocketLink) else None
+            try:
+                while True:
+                    cells = await batch() if batch is not None else [await link.receive_cell()]
+                    now = _wall()
+                    onion = self.onion
+                    for cell in cells:
+                        try:
+                            onion.receive_cell(link, cell, now)
+                        except ProtocolError as exc:
+                            self.dropped_cells += 1
+                            log.debug("dropped a cell from %s: %s", peer[:4].hex(), exc)
+                    self._drain_events()
+                    await self._flush()
+            except LinkClosed as exc:
+                log.info("link to %s closed: %s", peer[:4].hex(), exc.reason)
+            finally:
+                if self.links.get(peer) is link:
+                    del self.links[peer]
+                self.onion.link_down(link, _wall())
+                self._drain_events()
+                self._timer_changed.set()
+                nursery.cancel_scope.cancel()
+                with trio.CancelScope(shield=True):
+                    await link.aclose()
+
+    async def connect_peer(self, peer_id: bytes) -> Link:
+        """A link to ``peer_id``, dialled from its record if there is none yet."""
+        link = self.links.get(peer_id)
+        if link is not None:
+            return link
+        dialing = self._dialing.get(peer_id)
+        if dialing is not None:
+            await dialing.wait()
+            link = self.links.get(peer_id)
+            if link is None:
+                raise LinkClosed("dial failed")
+            return link
+        record = self.peers.get(peer_id)
+        if record is None and self.config.rendezvous and self._may_refresh():
+            # A relay asked to extend to a node that joined after our last fetch.
+            await self.refresh_peers()
+            record = self.peers.get(peer_id)
+        if record is None:
+            raise LinkClosed("no peer record for that node")
+        done = trio.Event()
+        self._dialing[peer_id] = done
+        try:
+            last: LinkClosed = LinkClosed("peer record has no wss address")
+            for address in record.addresses:
+                parsed = urllib.parse.urlsplit(address)
+                if parsed.scheme != "wss" or not parsed.hostname or not parsed.port:
+                    continue
+                try:
+                    link = await connect_websocket_link(
+                        parsed.hostname,
+                        parsed.port,
+                        self.identity,
+                        expected_peer_id=peer_id,
+                        expected_cert_sha256=record.cert_sha256,
+                        settings=self.config.link,
+                    )
+                except LinkClosed as exc:
+                    last = exc
+                    continue
+                assert self._nursery is not None
+                self._nursery.start_soon(self._run_link, link)
+                # _run_link registers the link at its first step
+                while peer_id not in self.links and not link.closed:
+                    await trio.sleep(0)
+                return link
+            self._avoid[peer_id] = trio.current_time() + 30.0
+            raise last
+        finally:
+            done.set()
+            self._dialing.pop(peer_id, None)
+
+    async def _dial_for_onion(self, peer_id: bytes) -> None:
+        try:
+            await self.connect_peer(peer_id)
+        except LinkClosed as exc:
+            log.info("cannot reach next hop %s: %s", peer_id[:4].hex(), exc.reason)
+
+    # -- the onion driver -----------------------------------------------------------------
+
+    def _drain_events(self) -> None:
+        onion = self.onion
+        while (event := onion.next_event()) is not None:
+            if isinstance(event, RelayMessageReceived):
+                self._on_relay_message(event)
+            elif isinstance(event, CircuitBuilt):
+                pending = self._pending.pop(event.circuit, None)
+                if pending is not None:
+                    pending.ok = True
+                    pending.rtt = event.rtt
+                    pending.event.set()
+            elif isinstance(event, CircuitOpened):
+                self._open_exit_end(event.circuit)
+            elif isinstance(event, CircuitDestroyed):
+                self._on_destroyed(event)
+            elif isinstance(event, LinkNeeded):
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._dial_for_onion, event.peer_id)
+        self._flush_wanted.set()
+        self._timer_changed.set()
+
+    def _on_relay_message(self, event: RelayMessageReceived) -> None:
+        circuit = event.circuit
+        if event.kind == RelayKind.STREAM:
+            end = self._ends.get(circuit)
+            if end is None:
+                info = self._circuits.get(circuit)
+                end = info.streams if info is not None else None
+            if end is None:
+                return
+            try:
+                end.mux.receive_message(event.payload)
+            except ProtocolError as exc:
+                log.info("stream protocol violation, tearing the circuit down: %s", exc)
+                self._destroy(circuit, DestroyReason.PROTOCOL)
+                return
+            end.dispatch()
+        elif event.kind == RelayKind.E2E_MESSAGE:
+            try:
+                self._msg_send.send_nowait(ReceivedMessage(bytes(event.payload), circuit))
+            except (trio.WouldBlock, trio.ClosedResourceError):
+                self.messages_dropped += 1
+        elif event.kind == RelayKind.PING:
+            with contextlib.suppress(ProtocolError):
+                self.onion.send_relay_message(circuit, RelayKind.PONG, bytes(event.payload), _wall())
+
+    def _on_destroyed(self, event: CircuitDestroyed) -> None:
+        circuit = event.circuit
+        pending = self._pending.pop(circuit, None)
+        if pending is not None:
+            pending.reason = f"destroyed ({getattr(event, 'reason', '?')})"
+            pending.event.set()
+        self._backlogged.pop(circuit, None)
+        end = self._ends.pop(circuit, None)
+        if end is not None:
+            end.fail_all()
+        info = self._circuits.pop(circuit, None)
+        if info is not None:
+            if info.streams is not None:
+                info.streams.fail_all()
+            if self._current is info:
+                self._current = None
+
+    def _destroy(self, circuit: CircuitHandle, reason: DestroyReason) -> None:
+        with contextlib.suppress(ProtocolError):
+            self.onion.destroy_circuit(circuit, reason, _wall())
+        self._drain_events()
+
+    def _make_pump(self, circuit: CircuitHandle, mux: StreamMux) -> Callable[[], None]:
+        """The callback a circuit end calls after every mux command: payloads onto the circuit
+        as far as the onion's per-link queue allows (the rest waits in a backlog that the
+        flusher retries after draining), then wake the flusher."""
+        onion = self.onion
+        backlog: collections.deque[bytes] = collections.deque()
+
+        def pump() -> None:
+            backlog.extend(mux.messages_to_send())
+            if not backlog:
+                return
+            now = _wall()
+            try:
+                room = onion.circuit_send_capacity(circuit)
+                while backlog and room > 0:
+                    onion.send_relay_message(circuit, RelayKind.STREAM, backlog[0], now)
+                    backlog.popleft()
+                    room -= 1
+            except ProtocolError as exc:
+                log.debug("circuit gone while sending: %s", exc)
+                backlog.clear()
+            if backlog:
+                self._backlogged[circuit] = pump
+            else:
+                self._backlogged.pop(circuit, None)
+            self._flush_wanted.set()
+
+        return pump
+
+    def _open_exit_end(self, circuit: CircuitHandle) -> None:
+        if not self.config.exit:
+            # A relay-only node refuses every stream; the circuit can still carry messages.
+            mux = StreamMux(Role.EXIT, max_message_size=MAX_RELAY_PAYLOAD)
+            self._ends[circuit] = CircuitStreams(mux, self._make_pump(circuit, mux), None)
+            return
+        mux = StreamMux(Role.EXIT, max_message_size=MAX_RELAY_PAYLOAD)
+        end = CircuitStreams(mux, self._make_pump(circuit, mux))
+        nursery = self._nursery
+
+        def on_begin(stream_id: int, host: str, port: int) -> None:
+            if nursery is not None:
+                nursery.start_soon(self._exit_stream, end, stream_id, host, port)
+
+        end._on_begin = on_begin
+        self._ends[circuit] = end
+
+    async def _exit_stream(self, end: CircuitStreams, stream_id: int, host: str, port: int) -> None:
+        from zmesh.io_trio.exit_direct import open_exit_connection
+
+        try:
+            tcp = await open_exit_connection(
+                host, port, self.config.exit_policy, timeout=self.config.exit_connect_timeout
+            )
+        except StreamOpenFailed as exc:
+            log.info("exit refused a stream: %s", exc)
+            end.reject(stream_id, exc.reason)
+            return
+        stream = end.accept(stream_id)
+        if stream is None:
+            await tcp.aclose()
+            return
+        await splice(stream, tcp)
+
+    async def _timer_task(self) -> None:
+        while True:
+            deadline = self.onion.get_timer()
+            self._timer_changed = trio.Event()
+            if deadline is None:
+                await self._timer_changed.wait()
+                continue
+            delay = deadline - _wall()
+            if delay > 0:
+                with trio.move_on_after(min(delay, 60.0)):
+                    await self._timer_changed.wait()
+                continue
+            self.onion.handle_timer(_wall())
+            self._drain_events()
+
+    async def _flush_task(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted = trio.Event()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        """Move every queued cell to its link, in order, waiting for queue space."""
+        async with self._flush_lock:
+            while True:
+                out = self.onion.cells_to_send()
+                if not out:
+                    if not self._backlogged:
+                        return
+                    for pump in list(self._backlogged.values()):
+                        pump()
+                    out = self.onion.cells_to_send()
+                    if not out:
+                        return
+                by_link: dict[Link, list[bytes]] = {}
+                for link, cell in out:
+                    cells = by_link.get(link)
+                    if cells is None:
+                        by_link[link] = [cell]
+                    else:
+                        cells.append(cell)
+                for link, cells in by_link.items():
+                    try:
+                        await _send_cells(link, cells)
+                    except LinkClosed:
+                        self.dropped_cells += len(cells)
+
+    # -- circuits (client role) -----------------------------------------------------------
+
+    def _usable(self, record: PeerRecord, epoch: int, now_trio: float) -> bool:
+        return (
+            record.sphinx_key_for(epoch) is not None
+            and bool(record.capabilities & Capability.RELAY)
+            and self._avoid.get(record.node_id, -math.inf) < now_trio
+            and bool(record.addresses)
+        )
+
+    def choose_path(self, hops: int, last_hop: bytes | None = None) -> list[PeerRecord]:
+        """Random distinct relays; the last one an exit (or ``last_hop`` when given)."""
+        epoch = self.keyring.epoch_at(_wall())
+        now_trio = trio.current_time()
+        usable = [r for r in self.peers.values() if self._usable(r, epoch, now_trio)]
+        if last_hop is not None:
+            exit_record = self.peers.get(last_hop)
+            if exit_record is None or not self._usable(exit_record, epoch, -math.inf):
+                raise NoPath("no usable record for the requested last hop")
+        else:
+            exits = [r for r in usable if r.capabilities & Capability.EXIT]
+            if not exits:
+                raise NoPath(f"no exit among {len(usable)} usable peers")
+            exit_record = exits[secrets.randbelow(len(exits))]
+        middle = [r for r in usable if r.node_id != exit_record.node_id]
+        if len(middle) < hops - 1:
+            raise NoPath(f"need {hops} relays, know {len(middle) + 1} usable")
+        path: list[PeerRecord] = []
+        for _ in range(hops - 1):
+            pick = middle.pop(secrets.randbelow(len(middle)))
+            path.append(pick)
+        path.append(exit_record)
+        return path
+
+    async def build_circuit(
+        self, hops: int = 2, *, last_hop: bytes | None = None, path: list[PeerRecord] | None = None
+    ) -> CircuitInfo:
+        """Build a circuit through ``hops`` relays; raises :class:`NoPath` or ``TooSlowError``."""
+        if path is None:
+            path = self.choose_path(hops, last_hop)
+        now = _wall()
+        epoch = self.keyring.epoch_at(now)
+        route = []
+        for record in path:
+            key = record.sphinx_key_for(epoch)
+            if key is None:
+                raise NoPath("a hop has no key for the current epoch")
+            route.append(RouteHop(record.node_id, key.public_key, key.epoch))
+        try:
+            await self.connect_peer(path[0].node_id)
+        except LinkClosed as exc:
+            self._avoid[path[0].node_id] = trio.current_time() + 30.0
+            raise NoPath(f"first hop unreachable: {exc.reason}") from exc
+        circuit = self.onion.build_circuit(route, _wall())
+        pending = _Pending()
+        self._pending[circuit] = pending
+        self._drain_events()
+        await self._flush()
+        with trio.move_on_after(self.config.circuit_timeout):
+            await pending.event.wait()
+        if not pending.ok:
+            self._pending.pop(circuit, None)
+            self._destroy(circuit, DestroyReason.TIMEOUT)
+            raise NoPath(f"circuit build failed: {pending.reason or 'timeout'}")
+        info = CircuitInfo(
+            circuit, tuple(r.node_id for r in path), trio.current_time(), pending.rtt
+        )
+        mux = StreamMux(Role.CLIENT, max_message_size=MAX_RELAY_PAYLOAD)
+        info.streams = CircuitStreams(mux, self._make_pump(circuit, mux))
+        self._circuits[circuit] = info
+        return info
+
+    async def current_circuit(self, hops: int = 2, attempts: int = 3) -> CircuitInfo:
+        """The circuit new streams use; built (with retries over fresh paths) when needed."""
+        async with self._circuit_lock:
+            info = self._current
+            if info is not None and info.circuit in self._circuits:
+                if info.streams is None or info.streams.failed is None:
+                    return info
+            last: Exception = NoPath("no attempt")
+            for _ in range(attempts):
+                try:
+                    self._current = await self.build_circuit(hops)
+                    return self._current
+                except NoPath as exc:
+                    last = exc
+                    log.info("circuit attempt failed: %s", exc)
+                    if self.config.rendezvous:
+                        await self.refresh_peers()
+            raise last
+
+    async def open_tcp_stream(self, host: str, port: int, *, hops: int = 2) -> MeshStream:
+        """A stream to ``host``:``port`` through a circuit; the exit resolves ``host``.
+
+        Raises :class:`StreamOpenFailed` with the reason (policy, unreachable, refused,
+        timeout) the exit reported, or ``CIRCUIT_FAILED`` when no circuit could be built.
+        """
+        try:
+            info = await self.current_circuit(hops)
+        except NoPath as exc:
+            raise StreamOpenFailed(ResetReason.NETWORK_UNREACHABLE, str(exc)) from exc
+        assert info.streams is not None
+        with trio.move_on_after(self.config.stream_timeout):
+            return await info.streams.open_stream(host, port)
+        raise StreamOpenFailed(ResetReason.TTL_EXPIRED, "the exit did not answer in time")
+
+    # -- end-to-end messages --------------------------------------------------------------
+
+    async def send_message(self, peer_id: bytes, data: bytes, *, hops: int = 2) -> None:
+        """Send ``data`` anonymously to ``peer_id`` over a circuit that ends at that peer."""
+        if len(data) > MAX_RELAY_PAYLOAD:
+            raise ValueError(f"a message holds at most {MAX_RELAY_PAYLOAD} bytes")
+        info = next(
+            (i for i in self._circuits.values() if i.path and i.path[-1] == peer_id), None
+        )
+        if info is None:
+            info = await self.build_circuit(hops, last_hop=peer_id)
+        self.onion.send_relay_message(info.circuit, RelayKind.E2E_MESSAGE, data, _wall())
+        self._flush_wanted.set()
+        await trio.lowlevel.checkpoint()
+
+    async def messages(self) -> AsyncIterator[ReceivedMessage]:
+        async for message in self._msg_recv:
+            yield message
+
+    @property
+    def message_channel(self) -> trio.MemoryReceiveChannel[ReceivedMessage]:
+        return self._msg_recv
+
+    # -- status ---------------------------------------------------------------------------
+
+    def status(self, *, full_ids: bool = False) -> dict[str, object]:
+        """A snapshot for ``zmesh status`` and the demo's live view (JSON-ready)."""
+
+        def short(node_id: bytes) -> str:
+            return node_id.hex() if full_ids else node_id[:4].hex()
+
+        links = []
+        for peer, link in self.links.items():
+            s = link.stats
+            links.append(
+                {
+                    "peer": short(peer),
+                    "kind": link.kind,
+                    "rtt_ms": None if s.rtt is None else round(s.rtt * 1000, 2),
+                    "cells_sent": s.cells_sent,
+                    "cells_received": s.cells_received,
+                    "bytes_sent": s.bytes_sent,
+                    "bytes_received": s.bytes_received,
+                }
+            )
+        circuits = []
+        for info in self._circuits.values():
+            circuits.append(
+                {
+                    "path": [short(p) for p in info.path],
+                    "build_rtt_ms": None if info.build_rtt is None else round(info.build_rtt * 1e3, 2),
+                    "streams": 0 if info.streams is None else len(info.streams),
+                    "bytes_sent": 0 if info.streams is None else info.streams.bytes_sent,
+                    "bytes_received": 0 if info.streams is None else info.streams.bytes_received,
+                }
+            )
+        return {
+            "node": short(self.node_id),
+            "port": self.port,
+            "peers": len(self.peers),
+            "links": links,
+            "circuits": circuits,
+            "exit_circuits": len(self._ends),
+            "dropped_cells": self.dropped_cells,
+        }
+
+
+async def _send_cells(link: Link, cells: list[bytes]) -> None:
+    if isinstance(link, WebSocketLink):
+        while cells:
+            n = link.send_cells_nowait(cells)
+            if n == len(cells):
+                return
+            cells = cells[n:]
+            await link.wait_send_space()
+    else:
+        for cell in cells:
+            await link.send_cell(cell)
+
+
+async def splice(a: trio.abc.Stream, b: trio.abc.Stream, chunk: int = 65536) -> None:
+    """Copy bytes both ways until both directions ended; half-closes are passed on."""
+
+    async def pump(src: trio.abc.Stream, dst: trio.abc.Stream) -> None:
+        try:
+            while True:
+                data = await src.receive_some(chunk)
+                if not data:
+                    break
+                await dst.send_all(data)
+            if isinstance(dst, trio.abc.HalfCloseableStream):
+                await dst.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            nursery.cancel_scope.cancel()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump, a, b)
+            nursery.start_soon(pump, b, a)
+    finally:
+        with trio.CancelScope(shield=True):
+            await a.aclose()
+            await b.aclose()

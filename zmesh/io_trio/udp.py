@@ -1,0 +1,222 @@
+"""One UDP port shared by many WebRTC peer connections and a STUN binding server (trio driver).
+
+Demultiplexing follows RFC 7983 §7 and ICE's own rule that a connectivity check names its
+target in USERNAME (RFC 8445 §7.3): a datagram from an address some connection already talks to
+goes to that connection; a STUN request from a new address goes to the connection whose local
+ufrag opens its USERNAME (and the address is remembered for it); a plain Binding request
+without credentials is answered by the built-in STUN server (RFC 8489 §6.3.1), which is how
+peers learn their server-reflexive address from us. Everything else is dropped and counted.
+
+Limitation: two of our connections cannot talk to the same remote address through one
+endpoint (the route table is keyed by remote address); open a second endpoint for that.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Final, Protocol
+
+import trio
+
+from zmesh.sansio.webrtc import stun
+from zmesh.sansio.webrtc.ice import StunServer
+from zmesh.sansio.wire import ProtocolError
+
+__all__ = ["UdpEndpoint", "DatagramSink", "EndpointStats", "primary_address"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+MAX_DATAGRAM: Final = 2048  # larger than any MTU we send; longer reads are truncated
+MAX_ROUTES: Final = 4096
+
+
+class DatagramSink(Protocol):
+    """A consumer attached to the endpoint (a WebRTC connection driver)."""
+
+    @property
+    def local_ufrag(self) -> str: ...
+
+    def deliver(self, data: bytes, source: Address) -> None:
+        """Take one datagram; must not block (queue it or drop it)."""
+        ...
+
+
+@dataclass
+class EndpointStats:
+    received: int = 0
+    sent: int = 0
+    stun_answered: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] = self.dropped.get(reason, 0) + 1
+
+
+def primary_address(family: int = socket.AF_INET) -> str:
+    """The local address the default route would use (no packet is sent)."""
+    probe = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        probe.connect(("192.0.2.1" if family == socket.AF_INET else "2001:db8::1", 9))
+        return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1" if family == socket.AF_INET else "::1"
+    finally:
+        probe.close()
+
+
+class UdpEndpoint:
+    """``async with UdpEndpoint(("127.0.0.1", 0)) as endpoint: ...``"""
+
+    def __init__(self, bind: Address = ("0.0.0.0", 0), *, stun_server: bool = True,
+                 receive_buffer: int = 4 * 1024 * 1024) -> None:
+        self._bind = bind
+        self._stun = StunServer() if stun_server else None
+        self._receive_buffer = receive_buffer
+        self._sock: socket.socket | None = None
+        self._sinks: list[DatagramSink] = []
+        self._routes: dict[Address, DatagramSink] = {}
+        self._nursery: trio.Nursery | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self.stats = EndpointStats()
+        #: Called with (data, source) for every datagram received; tests capture handshakes here.
+        self.tap: Callable[[bytes, Address], None] | None = None
+
+    @property
+    def local_address(self) -> Address:
+        if self._sock is None:
+            raise RuntimeError("endpoint not open")
+        host, port = self._sock.getsockname()[:2]
+        return (str(host), int(port))
+
+    def host_addresses(self) -> list[Address]:
+        """Addresses to advertise as host candidates."""
+        host, port = self.local_address
+        if host in ("0.0.0.0", "::"):
+            return [(primary_address(), port)]
+        return [(host, port)]
+
+    async def __aenter__(self) -> UdpEndpoint:
+        family = socket.AF_INET6 if ":" in self._bind[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        sock.setblocking(False)
+        try:
+            # A deep kernel buffer absorbs bursts while the Python side is busy (throughput).
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._receive_buffer)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._receive_buffer)
+        except OSError:
+            pass
+        sock.bind(self._bind)
+        self._sock = sock
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self._nursery.start_soon(self._reader)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        assert self._nursery is not None
+        self._nursery.cancel_scope.cancel()
+        result = await self._stack.__aexit__(exc_type, exc, tb)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        return result
+
+    def attach(self, sink: DatagramSink) -> None:
+        self._sinks.append(sink)
+
+    def detach(self, sink: DatagramSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+        for address in [a for a, s in self._routes.items() if s is sink]:
+            del self._routes[address]
+
+    def _remember(self, destination: Address, sink: DatagramSink | None) -> None:
+        # Replies from where we send (STUN servers, remote candidates) come back to the sender.
+        if sink is not None and destination not in self._routes \
+                and len(self._routes) < MAX_ROUTES:
+            self._routes[destination] = sink
+
+    async def sendto(self, data: bytes, destination: Address, sink: DatagramSink | None) -> None:
+        """Send one datagram, waiting for kernel buffer space if needed (back-pressure)."""
+        while not self.send_nowait(data, destination, sink):
+            assert self._sock is not None
+            await trio.lowlevel.wait_writable(self._sock)
+
+    def send_nowait(self, data: bytes, destination: Address, sink: DatagramSink | None) -> bool:
+        """Send without awaiting; False if the kernel buffer is full (the caller may await)."""
+        if self._sock is None:
+            return True
+        self._remember(destination, sink)
+        try:
+            self._sock.sendto(data, destination)
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            self.stats.drop("send-error")
+            log.debug("sendto failed: %s", exc)
+            return True
+        self.stats.sent += 1
+        return True
+
+    async def _reader(self) -> None:
+        assert self._sock is not None
+        sock = self._sock
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            # Drain everything the kernel holds before yielding: one wakeup, many datagrams.
+            for _ in range(256):
+                try:
+                    data, source = sock.recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    self.stats.drop("recv-error")
+                    break
+                self._dispatch(data, (str(source[0]), int(source[1])))
+            await trio.lowlevel.checkpoint()
+
+    def _dispatch(self, data: bytes, source: Address) -> None:
+        self.stats.received += 1
+        if self.tap is not None:
+            self.tap(data, source)
+        sink = self._routes.get(source)
+        if stun.looks_like_stun(data) and data[0] == 0 and data[1] == 1:
+            # A Binding request: route by USERNAME (it may be a new address or a restart).
+            target = self._route_request(data, source)
+            if target is not None:
+                target.deliver(data, source)
+            return
+        if sink is not None:
+            sink.deliver(data, source)
+        else:
+            self.stats.drop("no-route")
+
+    def _route_request(self, data: bytes, source: Address) -> DatagramSink | None:
+        try:
+            message = stun.parse_stun(data)
+        except ProtocolError:
+            self.stats.drop("malformed-stun")
+            return None
+        username = message.attributes.get("USERNAME")
+        if username is None:
+            if self._stun is not None and "MESSAGE-INTEGRITY" not in message.attributes:
+                reply = self._stun.handle(data, source)
+                if reply is not None:
+                    self.stats.stun_answered += 1
+                    self.send_nowait(reply, source, None)
+                    return None
+            return self._routes.get(source)
+        local_ufrag = str(username).partition(":")[0]
+        for sink in self._sinks:
+            if sink.local_ufrag == local_ufrag:
+                if len(self._routes) < MAX_ROUTES:
+                    self._routes[source] = sink
+                return sink
+        self.stats.drop("unknown-ufrag")
+        return None

@@ -1,0 +1,454 @@
+"""trio driver for a WebRTC data-channel peer connection, and the :class:`WebRtcLink`.
+
+The driver only moves bytes and time (DESIGN.md §3): datagrams from the shared
+:class:`~zmesh.io_trio.udp.UdpEndpoint` go into :class:`PeerConnection.receive_datagram`, its
+``datagrams_to_send`` go out through the endpoint, and one task sleeps until ``get_timer()``.
+Events become channel objects with ``send``/``receive``. Offers and answers are non-trickle
+here: ``create_offer``/``create_answer`` wait until gathering is complete, so the returned SDP
+holds every candidate (what ``webrtc_echo`` and the interop tests need).
+
+``now`` is ``trio.current_time()``; OpenSSL's DTLS timers keep their own clock (see
+``zmesh/sansio/webrtc/dtls.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+import trio
+
+from zmesh.io_trio.link import LinkClosed, LinkStats
+from zmesh.io_trio.udp import UdpEndpoint
+from zmesh.sansio.webrtc import dtls as _dtls
+from zmesh.sansio.webrtc import ice as _ice
+from zmesh.sansio.webrtc.peerconnection import (
+    ConnectionState,
+    ConnectionStateChanged,
+    PeerConnection,
+    SctpFactory,
+    default_sctp_factory,
+)
+from zmesh.sansio.webrtc.sctp import SendBufferFull
+from zmesh.sansio.webrtc.sdp import SessionDescription
+from zmesh.sansio.wire import DEFAULT_RANDOM, LocalProtocolError, RandomSource
+
+__all__ = ["WebRtcPeer", "WebRtcChannel", "WebRtcError", "WebRtcLink", "ChannelClosedError"]
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+INBOX_SIZE: Final = 8192  # datagrams between the endpoint's reader and the connection task
+CHANNEL_QUEUE: Final = 8192  # received messages per channel before the driver waits
+ACCEPT_QUEUE: Final = 256
+SEND_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes buffered in SCTP before send() waits
+GATHER_TIMEOUT: Final = 3.0
+
+
+class WebRtcError(Exception):
+    """The peer connection failed or was closed."""
+
+
+class ChannelClosedError(Exception):
+    """The data channel is closed."""
+
+
+class WebRtcChannel:
+    """One data channel: ``await send(data)``, ``await receive()``, ``await aclose()``."""
+
+    def __init__(self, peer: WebRtcPeer, channel: Any) -> None:
+        self._peer = peer
+        self.sansio = channel
+        self.id: int = int(_channel_id(channel))
+        self.label: str = str(getattr(channel, "label", ""))
+        self.protocol: str = str(getattr(channel, "protocol", ""))
+        self._send, self._recv = trio.open_memory_channel[bytes | str](CHANNEL_QUEUE)
+        self.open = trio.Event()
+        self.closed = False
+        self._writable = trio.Event()
+        self._writable.set()
+
+    async def send(self, data: bytes | str) -> None:
+        """Queue one message; waits while SCTP's send buffer is full (back-pressure)."""
+        while True:
+            if self.closed:
+                raise ChannelClosedError(self.label)
+            if self._peer.buffered_amount(self) <= SEND_HIGH_WATER:
+                try:
+                    self._peer._command(lambda now: self._peer.pc.send(self.id, data, now))
+                    return
+                except SendBufferFull:
+                    pass
+            self._writable = trio.Event()
+            self._peer._kick()
+            await self._writable.wait()
+
+    async def receive(self) -> bytes | str:
+        try:
+            return await self._recv.receive()
+        except trio.EndOfChannel:
+            raise ChannelClosedError(self.label) from None
+
+    def __aiter__(self) -> WebRtcChannel:
+        return self
+
+    async def __anext__(self) -> bytes | str:
+        try:
+            return await self.receive()
+        except ChannelClosedError:
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        with contextlib.suppress(Exception):
+            self._peer._command(lambda now: self._peer.pc.close_channel(self.id, now))
+        self._writable.set()
+
+    def _remote_closed(self) -> None:
+        self.closed = True
+        self._send.close()
+        self._writable.set()
+
+
+class WebRtcPeer:
+    """Runs one :class:`PeerConnection` on a shared UDP endpoint.
+
+    ``async with WebRtcPeer(endpoint) as peer:`` then either ``sdp = await peer.create_offer()``
+    and ``await peer.set_remote_answer(answer)``, or ``answer = await peer.create_answer(offer)``;
+    ``await peer.wait_connected()``; channels with ``create_channel``/``accept_channel``.
+    """
+
+    def __init__(
+        self,
+        endpoint: UdpEndpoint,
+        *,
+        stun_servers: Sequence[Address] = (),
+        random: RandomSource = DEFAULT_RANDOM,
+        certificate: _dtls.DtlsCertificate | None = None,
+        ice_config: _ice.IceConfig | None = None,
+        sctp_factory: SctpFactory = default_sctp_factory,
+    ) -> None:
+        self.endpoint = endpoint
+        self.pc = PeerConnection(random=random, certificate=certificate, ice_config=ice_config,
+                                 sctp_factory=sctp_factory)
+        self._stun_servers = list(stun_servers)
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[
+            tuple[bytes, Address] | None](INBOX_SIZE)
+        self._accept_send, self._accept_recv = trio.open_memory_channel[WebRtcChannel](
+            ACCEPT_QUEUE)
+        self._channels: dict[int, WebRtcChannel] = {}
+        self._state_changed = trio.Event()
+        self._gathered = trio.Event()
+        self._stack = contextlib.AsyncExitStack()
+        self._nursery: trio.Nursery | None = None
+        self.failure: str | None = None
+        self.inbox_dropped = 0
+        self.receive_overflow = 0
+        for address in endpoint.host_addresses():
+            self.pc.add_host_address(address)
+
+    # -- DatagramSink --------------------------------------------------------------------------
+
+    @property
+    def local_ufrag(self) -> str:
+        return self.pc.ice.local_ufrag if self.pc.ice is not None else ""
+
+    def deliver(self, data: bytes, source: Address) -> None:
+        try:
+            self._inbox_send.send_nowait((data, source))
+        except trio.WouldBlock:
+            self.inbox_dropped += 1
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> WebRtcPeer:
+        self._nursery = await self._stack.enter_async_context(trio.open_nursery())
+        self.endpoint.attach(self)
+        self._nursery.start_soon(self._run)
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> bool | None:
+        await self.aclose()
+        return await self._stack.__aexit__(exc_type, exc, tb)
+
+    async def aclose(self) -> None:
+        if self._nursery is None:
+            return
+        with trio.CancelScope(shield=True):
+            if self.pc.state is not ConnectionState.CLOSED:
+                self.pc.close(trio.current_time())
+                await self._flush()
+        self.endpoint.detach(self)
+        for channel in self._channels.values():
+            channel._remote_closed()
+        self._accept_send.close()
+        self._nursery.cancel_scope.cancel()
+
+    @property
+    def state(self) -> ConnectionState:
+        return self.pc.state
+
+    # -- signaling -----------------------------------------------------------------------------
+
+    async def create_offer(self) -> str:
+        self.pc.create_offer(trio.current_time())
+        await self._gather()
+        return self.pc.current_local_description().to_sdp()
+
+    async def create_answer(self, offer: str) -> str:
+        now = trio.current_time()
+        self.pc.set_remote_description(SessionDescription.parse(offer, "offer"), now)
+        self.pc.create_answer(now)
+        await self._gather()
+        self._kick()
+        return self.pc.current_local_description().to_sdp()
+
+    async def set_remote_answer(self, answer: str) -> None:
+        self.pc.set_remote_description(SessionDescription.parse(answer, "answer"),
+                                       trio.current_time())
+        self._kick()
+
+    async def _gather(self) -> None:
+        now = trio.current_time()
+        for server in self._stun_servers:
+            self.pc.gather_srflx(server, now)
+        self.pc.finish_gathering()
+        self._kick()
+        with trio.move_on_after(GATHER_TIMEOUT):
+            while not self.pc.gathering_complete:
+                await self._wait_state()
+
+    async def wait_connected(self) -> None:
+        while self.pc.state is not ConnectionState.CONNECTED:
+            if self.pc.state in (ConnectionState.FAILED, ConnectionState.CLOSED):
+                raise WebRtcError(self.failure or self.pc.state.value)
+            await self._wait_state()
+
+    async def _wait_state(self) -> None:
+        event = self._state_changed
+        await event.wait()
+
+    # -- channels ------------------------------------------------------------------------------
+
+    async def create_channel(self, label: str, **options: Any) -> WebRtcChannel:
+        await self.wait_connected()
+        sansio_channel = self.pc.create_channel(label, now=trio.current_time(), **options)
+        channel = self._channels.get(_channel_id(sansio_channel))
+        if channel is None:
+            channel = WebRtcChannel(self, sansio_channel)
+            self._channels[channel.id] = channel
+        self._kick()
+        return channel
+
+    async def accept_channel(self) -> WebRtcChannel:
+        try:
+            return await self._accept_recv.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise WebRtcError(self.failure or "peer connection closed") from None
+
+    def buffered_amount(self, channel: WebRtcChannel) -> int:
+        sctp = self.pc.sctp
+        amount = getattr(sctp, "buffered_amount", None)
+        if amount is None or channel.closed:
+            return 0
+        try:
+            return int(amount(channel.id))
+        except LocalProtocolError:
+            return 0
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _kick(self) -> None:
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._inbox_send.send_nowait(None)
+
+    def _command(self, action: Any) -> None:
+        action(trio.current_time())
+        self._kick()
+
+    async def _run(self) -> None:
+        pc = self.pc
+        while True:
+            await self._flush()
+            self._dispatch_events()
+            timer = pc.get_timer()
+            deadline = timer if timer is not None else math.inf
+            item: tuple[bytes, Address] | None = None
+            with trio.move_on_at(deadline) as scope:
+                item = await self._inbox_recv.receive()
+            now = trio.current_time()
+            if scope.cancelled_caught:
+                pc.handle_timer(now)
+                continue
+            batch = 0
+            while True:
+                if item is not None:
+                    pc.receive_datagram(item[0], item[1], now)
+                batch += 1
+                if batch >= 64:  # let timers and output run between bursts
+                    break
+                try:
+                    item = self._inbox_recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            timer = pc.get_timer()
+            if timer is not None and timer <= now:
+                pc.handle_timer(now)
+
+    async def _flush(self) -> None:
+        now = trio.current_time()
+        for data, destination in self.pc.datagrams_to_send(now):
+            if not self.endpoint.send_nowait(data, destination, self):
+                await self.endpoint.sendto(data, destination, self)
+
+    def _dispatch_events(self) -> None:
+        changed = False
+        while (event := self.pc.next_event()) is not None:
+            name = type(event).__name__
+            if isinstance(event, ConnectionStateChanged):
+                changed = True
+                if event.state in (ConnectionState.FAILED, ConnectionState.CLOSED):
+                    self.failure = event.reason or event.state.value
+                    for channel in self._channels.values():
+                        channel._remote_closed()
+                    self._accept_send.close()
+                log.debug("peer connection %s %s", event.state.value, event.reason)
+            elif isinstance(event, _ice.GatheringCompleted | _ice.PairSelected):
+                changed = True
+            elif name == "ChannelOpened":
+                sansio_channel = event.channel
+                cid = _channel_id(sansio_channel)
+                opened = self._channels.get(cid)
+                if opened is None:
+                    opened = WebRtcChannel(self, sansio_channel)
+                    self._channels[cid] = opened
+                    with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+                        self._accept_send.send_nowait(opened)
+                opened.open.set()
+            elif name == "MessageReceived":
+                target = self._channels.get(int(event.channel_id))
+                if target is not None and not target.closed:
+                    try:
+                        target._send.send_nowait(event.data)
+                    except (trio.WouldBlock, trio.ClosedResourceError):
+                        self.receive_overflow += 1
+                        log.warning("channel %s receive queue full: message dropped", target.id)
+            elif name == "ChannelClosed":
+                cid = int(getattr(event, "channel_id", getattr(event, "id", -1)))
+                closed = self._channels.pop(cid, None)
+                if closed is not None:
+                    closed._remote_closed()
+            elif name == "BufferedAmountLow":
+                cid = int(getattr(event, "channel_id", getattr(event, "id", -1)))
+                low = self._channels.get(cid)
+                if low is not None:
+                    low._writable.set()
+        if changed:
+            self._state_changed.set()
+            self._state_changed = trio.Event()
+        # Send waiters re-check their buffered amount after every burst.
+        for channel in self._channels.values():
+            if not channel._writable.is_set() and \
+                    self.buffered_amount(channel) <= SEND_HIGH_WATER:
+                channel._writable.set()
+
+
+def _channel_id(channel: Any) -> int:
+    for name in ("id", "channel_id", "stream_id"):
+        value = getattr(channel, name, None)
+        if value is not None:
+            return int(value)
+    raise TypeError(f"data channel object {channel!r} has no id")
+
+
+@dataclass
+class _LinkChannels:
+    control: WebRtcChannel
+    cells: WebRtcChannel
+
+
+class WebRtcLink:
+    """The common :class:`~zmesh.io_trio.link.Link` over a WebRTC peer connection.
+
+    Cells travel on a reliable, ordered channel labelled ``zmesh-cells`` (the Tetrys-protected
+    unordered channel is not wired in yet); ``zmesh-control`` carries link control. The peer id
+    is whatever the caller authenticated at the signaling layer.
+    """
+
+    CELLS_LABEL: Final = "zmesh-cells"
+    CONTROL_LABEL: Final = "zmesh-control"
+
+    def __init__(self, peer: WebRtcPeer, peer_id: bytes, channels: _LinkChannels) -> None:
+        self._peer = peer
+        self._peer_id = peer_id
+        self._channels = channels
+        self._stats = LinkStats()
+        self._closed = False
+
+    @classmethod
+    async def open(cls, peer: WebRtcPeer, peer_id: bytes) -> WebRtcLink:
+        """On the side that made the offer: open both channels."""
+        control = await peer.create_channel(cls.CONTROL_LABEL)
+        cells = await peer.create_channel(cls.CELLS_LABEL)
+        return cls(peer, peer_id, _LinkChannels(control, cells))
+
+    @classmethod
+    async def accept(cls, peer: WebRtcPeer, peer_id: bytes) -> WebRtcLink:
+        """On the answering side: wait for the two channels the offerer opens."""
+        found: dict[str, WebRtcChannel] = {}
+        while len(found) < 2:
+            channel = await peer.accept_channel()
+            if channel.label in (cls.CONTROL_LABEL, cls.CELLS_LABEL):
+                found[channel.label] = channel
+        return cls(peer, peer_id, _LinkChannels(found[cls.CONTROL_LABEL], found[cls.CELLS_LABEL]))
+
+    @property
+    def peer_id(self) -> bytes:
+        return self._peer_id
+
+    @property
+    def kind(self) -> str:
+        return "webrtc"
+
+    @property
+    def stats(self) -> LinkStats:
+        return self._stats
+
+    async def send_cell(self, cell: bytes) -> None:
+        if self._closed:
+            raise LinkClosed("closed")
+        try:
+            await self._channels.cells.send(cell)
+        except (ChannelClosedError, WebRtcError) as exc:
+            raise LinkClosed(str(exc) or "channel closed") from None
+        self._stats.cells_sent += 1
+        self._stats.bytes_sent += len(cell)
+
+    async def receive_cell(self) -> bytes:
+        while True:
+            try:
+                message = await self._channels.cells.receive()
+            except ChannelClosedError:
+                raise LinkClosed(self._peer.failure or "channel closed") from None
+            if isinstance(message, bytes):
+                self._stats.cells_received += 1
+                self._stats.bytes_received += len(message)
+                return message
+            self._stats.dropped_malformed += 1  # cells are binary; a string is a peer bug
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with trio.CancelScope(shield=True):
+            await self._channels.cells.aclose()
+            await self._channels.control.aclose()
+            await self._peer.aclose()

@@ -1,0 +1,575 @@
+"""The WebSocket-over-HTTPS link: the fallback transport between two nodes (RFC 6455 over TLS 1.3).
+
+Wire format (docs/wire/websocket-link.md): TLS 1.3 with each node's self-signed certificate,
+an HTTP/1.1 upgrade to ``GET /zmesh/link`` with subprotocol ``zmesh-link.v1``, then the identity
+handshake of :mod:`zmesh.sansio.signaling.link_auth` (bound to the server certificate's
+SHA-256), then cells. Every binary data message carries one or more whole 1024-byte cells back
+to back (at most :data:`MAX_CELLS_PER_MESSAGE`): under load the writer coalesces what is queued
+into one message and one TLS write, which is what makes the link cheap per cell in Python.
+An idle link sends one cell per message. Keepalive is the WebSocket Ping/Pong (RFC 6455 §5.5.2)
+with an 8-byte counter; its round trip goes into ``LinkStats.rtt``.
+
+The link speaks wsproto (trio-websocket's own protocol engine) directly over a
+``trio.SSLStream`` rather than through trio-websocket's connection object, because that object
+does one ``send_all`` per message and moves every received message through a one-slot channel
+and an extra task: two task switches per message, which dominated the per-cell cost.
+
+Queues are bounded both ways: :meth:`WebSocketLink.send_cell` blocks when ``send_queue`` cells
+wait to be written, and the reader stops reading the socket while ``receive_queue`` cells wait
+to be consumed, so back-pressure reaches the peer's TCP window.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import ssl
+import struct
+from collections.abc import Awaitable, Callable
+
+import trio
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Message,
+    Ping,
+    Pong,
+    RejectConnection,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import LocalProtocolError as WsLocalError
+from wsproto.utilities import RemoteProtocolError as WsRemoteError
+
+from zmesh.io_trio.link import LinkClosed, LinkStats
+from zmesh.io_trio.state import NodeIdentity, cert_sha256, client_ssl_context
+from zmesh.sansio.signaling.link_auth import AuthState, LinkAuthenticator, Role
+from zmesh.sansio.wire import ProtocolError
+
+__all__ = [
+    "CELL_SIZE",
+    "MAX_CELLS_PER_MESSAGE",
+    "LINK_PATH",
+    "SUBPROTOCOL",
+    "WebSocketLink",
+    "connect_websocket_link",
+    "serve_websocket_links",
+    "LinkSettings",
+]
+
+log = logging.getLogger(__name__)
+
+CELL_SIZE = 1024  # zmesh cells are one size on every link (DESIGN.md §4)
+MAX_CELLS_PER_MESSAGE = 64  # 64 KiB messages: one TLS write of ~4 records
+LINK_PATH = "/zmesh/link"
+SUBPROTOCOL = "zmesh-link.v1"
+MAX_HANDSHAKE_MESSAGE = 256
+RECEIVE_CHUNK = 256 * 1024
+_PING = struct.Struct("!Q")
+
+
+class LinkSettings:
+    """Tunables of a link; defaults suit a WAN link, tests shorten the timers."""
+
+    def __init__(
+        self,
+        *,
+        send_queue: int = 2048,
+        receive_queue: int = 2048,
+        keepalive_interval: float = 10.0,
+        keepalive_timeout: float = 30.0,
+        handshake_timeout: float = 10.0,
+    ) -> None:
+        self.send_queue = send_queue
+        self.receive_queue = receive_queue
+        self.keepalive_interval = keepalive_interval
+        self.keepalive_timeout = keepalive_timeout
+        self.handshake_timeout = handshake_timeout
+
+
+class _Transport:
+    """wsproto plus the stream: reads events, writes frames; one writer at a time."""
+
+    def __init__(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+        self.stream = stream
+        self.ws = ws
+        self._events: collections.deque[Event] = collections.deque()
+
+    async def next_event(self) -> Event:
+        while not self._events:
+            data = await self.stream.receive_some(RECEIVE_CHUNK)
+            if not data:
+                raise LinkClosed("peer closed the connection")
+            self.ws.receive_data(data)
+            self._events.extend(self.ws.events())
+        return self._events.popleft()
+
+    def pending_events(self) -> collections.deque[Event]:
+        return self._events
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(self.ws.send(e) for e in events))
+
+    async def receive_message(self, limit: int) -> bytes:
+        """One whole binary message during the handshake (control frames answered inline)."""
+        parts: list[bytes] = []
+        size = 0
+        while True:
+            event = await self.next_event()
+            if isinstance(event, BytesMessage):
+                size += len(event.data)
+                if size > limit:
+                    raise LinkClosed("handshake message too large")
+                parts.append(bytes(event.data))
+                if event.message_finished:
+                    return b"".join(parts)
+            elif isinstance(event, Ping):
+                await self.send(event.response())
+            elif isinstance(event, CloseConnection):
+                raise LinkClosed(f"peer closed during handshake ({event.code})")
+            elif isinstance(event, TextMessage):
+                raise LinkClosed("text message on a cell link")
+
+
+class WebSocketLink:
+    """An authenticated cell pipe over one WebSocket connection; implements ``Link``.
+
+    Call :meth:`run` in a nursery to move bytes; the link is usable once authenticated (both
+    constructors below return it authenticated).
+    """
+
+    kind = "websocket"
+
+    def __init__(
+        self,
+        transport: _Transport,
+        peer_id: bytes,
+        settings: LinkSettings,
+        *,
+        remote: str = "",
+    ) -> None:
+        self._t = transport
+        self._peer_id = peer_id
+        self._settings = settings
+        self._stats = LinkStats()
+        self.remote = remote
+        self._send_q: collections.deque[bytes] = collections.deque()
+        self._recv_q: collections.deque[bytes] = collections.deque()
+        self._control: list[Event] = []
+        self._send_ready = trio.Event()  # writer has something to do
+        self._send_space = trio.Event()  # a blocked sender may retry
+        self._recv_ready = trio.Event()  # a blocked receiver may retry
+        self._recv_space = trio.Event()  # the reader may read the socket again
+        self._closed: LinkClosed | None = None
+        self._cancel = trio.CancelScope()
+        self._ping_seq = 0
+        self._ping_sent: dict[int, float] = {}
+        self._last_heard = trio.current_time()
+
+    # -- Link interface -------------------------------------------------------------------
+
+    @property
+    def peer_id(self) -> bytes:
+        return self._peer_id
+
+    @property
+    def stats(self) -> LinkStats:
+        return self._stats
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    async def send_cell(self, cell: bytes) -> None:
+        while True:
+            if self._closed is not None:
+                raise self._closed
+            if len(self._send_q) < self._settings.send_queue:
+                self._send_q.append(cell)
+                self._send_ready.set()
+                # A checkpoint keeps send_cell cancellable and fair without a task switch per
+                # cell when nothing else is runnable.
+                await trio.lowlevel.checkpoint_if_cancelled()
+                return
+            self._send_space = trio.Event() if self._send_space.is_set() else self._send_space
+            await self._send_space.wait()
+
+    def send_cells_nowait(self, cells: list[bytes]) -> int:
+        """Queue as many of ``cells`` as fit; returns how many. The runtime's batch fast path."""
+        if self._closed is not None:
+            raise self._closed
+        room = self._settings.send_queue - len(self._send_q)
+        taken = cells if len(cells) <= room else cells[: max(room, 0)]
+        if taken:
+            self._send_q.extend(taken)
+            self._send_ready.set()
+        return len(taken)
+
+    async def wait_send_space(self) -> None:
+        while self._closed is None and len(self._send_q) >= self._settings.send_queue:
+            if self._send_space.is_set():
+                self._send_space = trio.Event()
+            await self._send_space.wait()
+        if self._closed is not None:
+            raise self._closed
+
+    async def receive_cell(self) -> bytes:
+        while not self._recv_q:
+            if self._closed is not None:
+                raise self._closed
+            if self._recv_ready.is_set():
+                self._recv_ready = trio.Event()
+            await self._recv_ready.wait()
+        cell = self._recv_q.popleft()
+        self._recv_space.set()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        return cell
+
+    async def receive_cells(self) -> list[bytes]:
+        """Every cell queued so far (at least one); the runtime's batch fast path."""
+        while not self._recv_q:
+            if self._closed is not None:
+                raise self._closed
+            if self._recv_ready.is_set():
+                self._recv_ready = trio.Event()
+            await self._recv_ready.wait()
+        cells = list(self._recv_q)
+        self._recv_q.clear()
+        self._recv_space.set()
+        return cells
+
+    async def aclose(self) -> None:
+        if self._closed is None:
+            self._close("closed locally")
+            with trio.move_on_after(1) as scope:
+                scope.shield = True
+                try:
+                    await self._t.send(CloseConnection(code=1000, reason="bye"))
+                except (
+                    trio.BrokenResourceError,
+                    trio.ClosedResourceError,
+                    trio.BusyResourceError,
+                    WsLocalError,
+                ):
+                    pass
+        self._cancel.cancel()
+        with trio.CancelScope(shield=True):
+            await self._t.stream.aclose()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _close(self, reason: str) -> None:
+        if self._closed is None:
+            self._closed = LinkClosed(reason)
+            log.debug("link to %s closed: %s", self._peer_id[:4].hex(), reason)
+        for event in (self._send_ready, self._send_space, self._recv_ready, self._recv_space):
+            event.set()
+        self._cancel.cancel()
+
+    async def run(self) -> None:
+        """Move bytes until the link closes; never raises for link failures."""
+        try:
+            with self._cancel:
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._reader)
+                    nursery.start_soon(self._writer)
+                    nursery.start_soon(self._keepalive)
+        finally:
+            self._close(self._closed.reason if self._closed else "stopped")
+            with trio.CancelScope(shield=True):
+                await self._t.stream.aclose()
+
+    async def _reader(self) -> None:
+        parts: list[bytes] = []
+        size = 0
+        limit = MAX_CELLS_PER_MESSAGE * CELL_SIZE
+        stats = self._stats
+        try:
+            while True:
+                event = await self._t.next_event()
+                self._last_heard = trio.current_time()
+                if isinstance(event, BytesMessage):
+                    size += len(event.data)
+                    if size > limit:
+                        stats.dropped_malformed += 1
+                        self._close("message larger than the cell batch limit")
+                        return
+                    parts.append(event.data)
+                    if not event.message_finished:
+                        continue
+                    data = parts[0] if len(parts) == 1 else b"".join(parts)
+                    parts, size = [], 0
+                    n = len(data)
+                    if n == 0 or n % CELL_SIZE:
+                        stats.dropped_malformed += 1
+                        self._close(f"message of {n} bytes is not whole cells")
+                        return
+                    if n == CELL_SIZE:
+                        self._recv_q.append(bytes(data))
+                    else:
+                        view = memoryview(data)
+                        self._recv_q.extend(
+                            bytes(view[i : i + CELL_SIZE]) for i in range(0, n, CELL_SIZE)
+                        )
+                    stats.cells_received += n // CELL_SIZE
+                    stats.bytes_received += n
+                    self._recv_ready.set()
+                    while len(self._recv_q) >= self._settings.receive_queue:
+                        if self._recv_space.is_set():
+                            self._recv_space = trio.Event()
+                        await self._recv_space.wait()
+                        if self._closed is not None:
+                            return
+                elif isinstance(event, Ping):
+                    self._control.append(event.response())
+                    self._send_ready.set()
+                elif isinstance(event, Pong):
+                    self._on_pong(bytes(event.payload))
+                elif isinstance(event, CloseConnection):
+                    self._close(f"peer closed the link ({event.code})")
+                    return
+                else:  # TextMessage or anything else a cell link never carries
+                    stats.dropped_malformed += 1
+                    self._close(f"unexpected {type(event).__name__}")
+                    return
+        except LinkClosed as exc:
+            self._close(exc.reason)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            self._close(f"connection failed: {exc.__class__.__name__}")
+        except (WsRemoteError, WsLocalError) as exc:
+            self._stats.dropped_malformed += 1
+            self._close(f"websocket protocol error: {exc}")
+
+    async def _writer(self) -> None:
+        stats = self._stats
+        q = self._send_q
+        try:
+            while True:
+                if not q and not self._control:
+                    if self._closed is not None:
+                        return
+                    self._send_ready = trio.Event()
+                    await self._send_ready.wait()
+                    continue
+                frames: list[bytes] = []
+                if self._control:
+                    frames.extend(self._t.ws.send(e) for e in self._control)
+                    self._control.clear()
+                ncells = 0
+                # Up to four messages per TLS write: ~256 KiB keeps the pipe full without
+                # holding the event loop for long.
+                for _ in range(4):
+                    if not q:
+                        break
+                    k = min(len(q), MAX_CELLS_PER_MESSAGE)
+                    batch = q.popleft() if k == 1 else b"".join([q.popleft() for _ in range(k)])
+                    frames.append(self._t.ws.send(Message(data=batch)))
+                    ncells += k
+                self._send_space.set()
+                await self._t.stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
+                stats.cells_sent += ncells
+                stats.bytes_sent += ncells * CELL_SIZE
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            self._close(f"send failed: {exc.__class__.__name__}")
+        except WsLocalError as exc:
+            self._close(f"websocket state: {exc}")
+
+    async def _keepalive(self) -> None:
+        interval = self._settings.keepalive_interval
+        timeout = self._settings.keepalive_timeout
+        while True:
+            await trio.sleep(interval)
+            now = trio.current_time()
+            if now - self._last_heard > timeout:
+                self._close("keepalive timeout")
+                return
+            self._ping_seq += 1
+            self._ping_sent[self._ping_seq] = now
+            if len(self._ping_sent) > 8:  # bound: forget pings that were never answered
+                del self._ping_sent[min(self._ping_sent)]
+            self._control.append(Ping(payload=_PING.pack(self._ping_seq)))
+            self._send_ready.set()
+
+    def _on_pong(self, payload: bytes) -> None:
+        if len(payload) != _PING.size:
+            return
+        (seq,) = _PING.unpack(payload)
+        sent = self._ping_sent.pop(seq, None)
+        if sent is not None:
+            self._stats.rtt = trio.current_time() - sent
+
+    async def ping(self) -> None:
+        """Send a keepalive now (tests and ``zmesh status`` use it for a fresh RTT)."""
+        self._ping_seq += 1
+        self._ping_sent[self._ping_seq] = trio.current_time()
+        self._control.append(Ping(payload=_PING.pack(self._ping_seq)))
+        self._send_ready.set()
+        await trio.lowlevel.checkpoint()
+
+
+async def _authenticate(
+    transport: _Transport, auth: LinkAuthenticator
+) -> None:
+    outgoing = auth.start()
+    if outgoing:
+        await transport.send(*(Message(data=m) for m in outgoing))
+    while auth.state is not AuthState.DONE:
+        data = await transport.receive_message(MAX_HANDSHAKE_MESSAGE)
+        outgoing = auth.receive(data)
+        if outgoing:
+            await transport.send(*(Message(data=m) for m in outgoing))
+
+
+async def connect_websocket_link(
+    host: str,
+    port: int,
+    identity: NodeIdentity,
+    *,
+    expected_peer_id: bytes | None = None,
+    expected_cert_sha256: bytes | None = None,
+    settings: LinkSettings | None = None,
+) -> WebSocketLink:
+    """Dial a node's link endpoint, check its certificate pin and run the identity handshake.
+
+    Returns an authenticated link; the caller must run :meth:`WebSocketLink.run` in a nursery.
+    Raises :class:`LinkClosed` with the reason on any failure.
+    """
+    settings = settings or LinkSettings()
+    stream: trio.SSLStream[trio.SocketStream] | None = None
+    try:
+        with trio.fail_after(settings.handshake_timeout):
+            tcp = await trio.open_tcp_stream(host, port)
+            _tune_socket(tcp)
+            stream = trio.SSLStream(tcp, client_ssl_context(), https_compatible=True)
+            await stream.do_handshake()
+            der = stream.getpeercert(binary_form=True)
+            if not der:
+                raise LinkClosed("server sent no certificate")
+            server_cert = cert_sha256(der)
+            if expected_cert_sha256 is not None and server_cert != expected_cert_sha256:
+                raise LinkClosed("server certificate does not match the peer record's pin")
+            transport = _Transport(stream, WSConnection(ConnectionType.CLIENT))
+            await transport.send(
+                Request(host=f"{host}:{port}", target=LINK_PATH, subprotocols=[SUBPROTOCOL])
+            )
+            event = await transport.next_event()
+            if not isinstance(event, AcceptConnection) or event.subprotocol != SUBPROTOCOL:
+                raise LinkClosed(f"upgrade refused: {type(event).__name__}")
+            auth = LinkAuthenticator(
+                Role.CLIENT,
+                identity.identity,
+                server_cert,
+                expected_peer_id=expected_peer_id,
+            )
+            await _authenticate(transport, auth)
+            return WebSocketLink(transport, auth.peer_id, settings, remote=f"{host}:{port}")
+    except trio.TooSlowError:
+        await _abort(stream)
+        raise LinkClosed("handshake timed out") from None
+    except LinkClosed:
+        await _abort(stream)
+        raise
+    except (ProtocolError, WsRemoteError, WsLocalError) as exc:
+        await _abort(stream)
+        raise LinkClosed(f"handshake failed: {exc}") from exc
+    except (OSError, ssl.SSLError, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await _abort(stream)
+        raise LinkClosed(f"cannot reach {host}:{port}: {exc.__class__.__name__}") from exc
+
+
+async def _abort(stream: trio.abc.AsyncResource | None) -> None:
+    if stream is not None:
+        with trio.CancelScope(shield=True):
+            await trio.aclose_forcefully(stream)
+
+
+def _tune_socket(stream: trio.SocketStream) -> None:
+    import socket
+
+    # Cells are latency-sensitive and already batched by the writer: never wait for Nagle.
+    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
+
+
+async def _accept_one(
+    stream: trio.SSLStream[trio.SocketStream],
+    identity: NodeIdentity,
+    settings: LinkSettings,
+) -> WebSocketLink:
+    await stream.do_handshake()
+    transport = _Transport(stream, WSConnection(ConnectionType.SERVER))
+    event = await transport.next_event()
+    if not isinstance(event, Request) or event.target != LINK_PATH:
+        await transport.send(RejectConnection(status_code=404))
+        raise LinkClosed("not a link upgrade")
+    if SUBPROTOCOL not in event.subprotocols:
+        await transport.send(RejectConnection(status_code=400))
+        raise LinkClosed("wrong subprotocol")
+    await transport.send(AcceptConnection(subprotocol=SUBPROTOCOL))
+    auth = LinkAuthenticator(Role.SERVER, identity.identity, identity.cert_sha256)
+    await _authenticate(transport, auth)
+    remote = ""
+    try:
+        sock = stream.transport_stream.socket
+        addr = sock.getpeername()
+        remote = f"{addr[0]}:{addr[1]}"
+    except (OSError, AttributeError):
+        pass
+    return WebSocketLink(transport, auth.peer_id, settings, remote=remote)
+
+
+async def serve_websocket_links(
+    identity: NodeIdentity,
+    on_link: Callable[[WebSocketLink], Awaitable[None]],
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    settings: LinkSettings | None = None,
+    task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Accept links forever. ``on_link`` runs per authenticated link, in the connection's own
+    task, and should return when it is done with the link (the link is closed afterwards).
+
+    Anything a client sends that is not a proper TLS + upgrade + handshake is closed and
+    counted at debug level; it never stops the listener. ``task_status`` gets the bound port.
+    """
+    settings = settings or LinkSettings()
+    ssl_ctx = identity.server_ssl_context()
+
+    async def handle(tcp: trio.SocketStream) -> None:
+        _tune_socket(tcp)
+        stream = trio.SSLStream(tcp, ssl_ctx, server_side=True, https_compatible=True)
+        try:
+            with trio.fail_after(settings.handshake_timeout):
+                link = await _accept_one(stream, identity, settings)
+        except (
+            trio.TooSlowError,
+            LinkClosed,
+            ProtocolError,
+            WsRemoteError,
+            WsLocalError,
+            OSError,
+            ssl.SSLError,
+            trio.BrokenResourceError,
+            trio.ClosedResourceError,
+        ) as exc:
+            log.debug("refused a link connection: %s", exc.__class__.__name__)
+            await _abort(stream)
+            return
+        try:
+            await on_link(link)
+        finally:
+            await link.aclose()
+
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    bound = listeners[0].socket.getsockname()[1]
+    task_status.started(bound)
+    await trio.serve_listeners(handle, listeners)
+
+
+def rtt_ms(stats: LinkStats) -> float:
+    return math.nan if stats.rtt is None else stats.rtt * 1000.0

@@ -1,0 +1,1 @@
+"""exit room (see DESIGN.md §2)."""

@@ -1,0 +1,1 @@
+"""mesh room (see DESIGN.md §2)."""

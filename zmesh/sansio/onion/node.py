@@ -1,0 +1,779 @@
+"""The per-node onion state machine: client, relay and exit roles over links of fixed-size cells.
+
+One :class:`OnionNode` per node plays every role at once. Its inputs are cells from reliable,
+ordered links (``receive_cell``), link changes (``link_up`` / ``link_down``), the clock
+(``handle_timer``) and the application's commands (``build_circuit``, ``send_relay_message``,
+``destroy_circuit``); its outputs are ``cells_to_send()`` and ``next_event()``. It never reads a
+clock or a socket (DESIGN.md §3).
+
+Circuit life (formats in ``docs/wire/cells.md``, threat model in ``docs/threat-model.md``):
+
+- **Build** (client): one Sphinx header (``sphinx.py``, zmesh geometry) carries a
+  ``CircuitSetup`` per hop. It goes out in a CREATE on the link to the first hop; each relay
+  unwraps its layer, answers the ephemeral key exchange (``session.py``) and forwards the next
+  header in its own CREATE, under a fresh circuit id on the next link. The last hop answers with
+  CREATED; every relay wraps the reply on the way back. One round trip builds the circuit.
+- **Data**: RELAY cells, layered per hop (``layers.py``). Every hop forwards every cell; only
+  the two ends hold plaintext (the client and the last hop). A failed tag anywhere is treated
+  as tagging: that hop destroys the circuit in both directions and the error is raised.
+- **Teardown**: DESTROY travels both ways hop by hop; losing a link destroys every circuit on
+  it; a client build and a relay's wait for a link or a CREATED are bounded by timeouts.
+
+Errors: malformed or hostile cells raise :class:`~zmesh.sansio.wire.ProtocolError` subclasses
+and leave the circuit tables as they were, with two deliberate exceptions that are the
+protocol's defined response: a failed tag (or a malformed message under a valid tag) destroys
+that circuit before the error is raised, and a CREATE that cannot be accepted queues a DESTROY
+for its circuit id so the sender does not wait for a timeout. Every table and queue is bounded
+by :class:`OnionConfig`.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import struct
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Final
+
+from zmesh.sansio.onion.cells import (
+    CELL_HEADER,
+    CELL_SIZE,
+    CIRCUIT_ID_HIGH_BIT,
+    MAX_HOPS,
+    CellCommand,
+    DestroyReason,
+    RelayKind,
+    UnknownCircuit,
+    encode_cell,
+    encode_create_body,
+    encode_destroy_body,
+    encode_relay_message,
+    parse_cell,
+    parse_create_body,
+    parse_destroy_body,
+    parse_relay_message,
+)
+from zmesh.sansio.onion.commands import NODE_ID_LENGTH, CellAead, CircuitSetup
+from zmesh.sansio.onion.events import (
+    CellDropped,
+    CircuitBuilt,
+    CircuitDestroyed,
+    CircuitHandle,
+    CircuitOpened,
+    CircuitRole,
+    DestroyOrigin,
+    LinkId,
+    LinkNeeded,
+    OnionEvent,
+    RelayMessageReceived,
+    RouteHop,
+)
+from zmesh.sansio.onion.keyring import SphinxKeyRing
+from zmesh.sansio.onion.layers import ClientLayers, ExitLayers, RelayLayers
+from zmesh.sansio.onion.session import (
+    ClientHopHandshake,
+    HopResponse,
+    derive_reply_key,
+    respond,
+    unwrap_created,
+    wrap_created,
+)
+from zmesh.sansio.onion.sphinx import ZMESH_GEOMETRY, Geometry, PathHop, create_header
+from zmesh.sansio.wire import (
+    DEFAULT_RANDOM,
+    AuthenticationFailed,
+    LocalProtocolError,
+    MalformedInput,
+    ProtocolError,
+    RandomSource,
+    ReplayedInput,
+)
+
+__all__ = [
+    "AEAD_NAMES",
+    "OnionConfig",
+    "NodeStats",
+    "CircuitInfo",
+    "CircuitState",
+    "OnionNode",
+]
+
+log = logging.getLogger(__name__)
+
+#: ``build_circuit(aead=...)`` names.
+AEAD_NAMES: Final[dict[str, CellAead]] = {
+    "chacha20-poly1305": CellAead.CHACHA20_POLY1305,
+    "aes-256-gcm": CellAead.AES_256_GCM,
+}
+
+_RELAY: Final = int(CellCommand.RELAY)
+_CIRCUIT_ID: Final = struct.Struct("!I").unpack_from
+_MAX_CIRCUIT_ID: Final = CIRCUIT_ID_HIGH_BIT - 1
+
+
+@dataclass(frozen=True)
+class OnionConfig:
+    """Bounds and timeouts. Defaults suit a home node relaying a few thousand circuits."""
+
+    build_timeout: float = 15.0  # client: CREATE sent → CREATED checked; relay: waiting CREATED
+    link_wait_timeout: float = 10.0  # relay: a CREATE waiting for link_up to its next hop
+    max_circuits: int = 4096  # circuit ends and relayed circuits at this node, all roles
+    max_waiting_for_link: int = 64  # CREATEs parked until a link comes up
+    max_queued_cells: int = 4096  # data cells queued (all links) until cells_to_send()
+    max_events: int = 8192  # undrained events; receive_cell refuses input beyond this
+    max_closed_remembered: int = 1024  # recently closed ids, so late cells are not errors
+    geometry: Geometry = ZMESH_GEOMETRY
+    min_hops: int = 2
+
+    def __post_init__(self) -> None:
+        if self.geometry.max_hops != MAX_HOPS:
+            raise LocalProtocolError(f"cells reserve {MAX_HOPS} slots; geometry must match")
+        if not 1 <= self.min_hops <= MAX_HOPS:
+            raise LocalProtocolError("min_hops out of range")
+        for name in ("max_circuits", "max_waiting_for_link", "max_queued_cells", "max_events"):
+            if getattr(self, name) < 1:
+                raise LocalProtocolError(f"{name} must be at least 1")
+
+
+class CircuitState(enum.Enum):
+    BUILDING = "building"  # client: CREATE sent, waiting for CREATED
+    WAITING_FOR_LINK = "waiting-for-link"  # relay: next hop has no link yet
+    EXTENDING = "extending"  # relay: CREATE forwarded, waiting for CREATED
+    OPEN = "open"
+
+
+@dataclass
+class NodeStats:
+    """Counters for ``zmesh status`` and the demo. Cells, not bytes: every cell is 1024 B."""
+
+    cells_received: int = 0
+    cells_sent: int = 0
+    relayed_forward: int = 0
+    relayed_backward: int = 0
+    link_padding_received: int = 0
+    circuits_built: int = 0  # as client
+    circuits_opened: int = 0  # as exit
+    circuits_relayed: int = 0  # as middle hop (CREATE accepted)
+    circuits_destroyed: int = 0
+    tag_failures: int = 0
+    creates_rejected: int = 0
+    cells_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class CircuitInfo:
+    """A snapshot of one circuit end, for status displays."""
+
+    circuit: CircuitHandle
+    state: CircuitState
+    hops: tuple[bytes, ...]  # client: the path; exit: empty (the exit knows only its link)
+    cells_sent: int
+    cells_received: int
+    rtt: float | None
+
+
+# -- per-circuit records -----------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _Link:
+    link: LinkId
+    peer_id: bytes
+    our_high_bit: int  # CIRCUIT_ID_HIGH_BIT or 0: our half of the circuit id space
+    next_id: int = 1
+
+
+@dataclass(eq=False)
+class _ClientCircuit:
+    handle: CircuitHandle
+    link: LinkId
+    circuit_id: int
+    hops: tuple[bytes, ...]
+    handshakes: tuple[ClientHopHandshake, ...]
+    secrets: tuple[bytes, ...] = field(repr=False)
+    started: float
+    out_header: bytes
+    state: CircuitState = CircuitState.BUILDING
+    layers: ClientLayers | None = None
+    rtt: float | None = None
+    cells_sent: int = 0
+    cells_received: int = 0
+
+
+@dataclass(eq=False)
+class _ExitCircuit:
+    handle: CircuitHandle
+    link: LinkId
+    circuit_id: int
+    layers: ExitLayers
+    out_header: bytes
+    cells_sent: int = 0
+    cells_received: int = 0
+
+
+@dataclass(eq=False)
+class _RelayCircuit:
+    prev_link: LinkId
+    prev_id: int
+    prev_header: bytes  # RELAY header toward the previous hop
+    next_peer: bytes
+    response: HopResponse
+    layers: RelayLayers
+    epoch: int
+    pending_header: bytes | None  # the next hop's Sphinx header, until forwarded
+    state: CircuitState = CircuitState.WAITING_FOR_LINK
+    next_link: LinkId | None = None
+    next_id: int = 0
+    next_header: bytes = b""  # RELAY header toward the next hop
+
+
+_Circuit = _ClientCircuit | _ExitCircuit | _RelayCircuit
+
+
+class OnionNode:
+    """One node's onion layer: every circuit it originates, relays or terminates."""
+
+    def __init__(
+        self,
+        node_id: bytes,
+        keyring: SphinxKeyRing,
+        *,
+        random: RandomSource = DEFAULT_RANDOM,
+        config: OnionConfig | None = None,
+    ) -> None:
+        if len(node_id) != NODE_ID_LENGTH:
+            raise LocalProtocolError(f"node ids are {NODE_ID_LENGTH} bytes")
+        self.node_id = bytes(node_id)
+        self.keyring = keyring
+        self.config = config or OnionConfig()
+        self._counters = NodeStats()
+        self._received = 0
+        self._link_padding = 0
+        self._dropped = 0
+        # Relayed-cell counts of circuits already torn down (live ones count in their layers).
+        self._relayed_closed = [0, 0]
+        self._random = random
+        self._links: dict[LinkId, _Link] = {}
+        self._link_by_peer: dict[bytes, LinkId] = {}
+        # (link, circuit id) -> (circuit, True if cells arriving here travel forward).
+        self._table: dict[tuple[LinkId, int], tuple[_Circuit, bool]] = {}
+        # The same keys for open relayed circuits only -> the per-cell closure.
+        self._fast: dict[tuple[LinkId, int], Callable[[bytes], None]] = {}
+        self._relays: set[_RelayCircuit] = set()
+        self._queue_limit = self.config.max_queued_cells
+        self._ends: dict[CircuitHandle, _ClientCircuit | _ExitCircuit] = {}
+        self._relay_count = 0
+        self._waiting: dict[_RelayCircuit, float] = {}  # relay circuits parked for a link
+        self._deadlines: dict[_Circuit, float] = {}
+        self._closed: OrderedDict[tuple[LinkId, int], None] = OrderedDict()
+        self._out: deque[tuple[LinkId, bytes]] = deque()
+        self._events: deque[OnionEvent] = deque()
+        self._next_handle = 1
+
+    # -- links -------------------------------------------------------------------------------
+
+    def link_up(self, link: LinkId, peer_id: bytes, now: float) -> None:
+        """A reliable, ordered link to ``peer_id`` is ready; parked CREATEs for it go out."""
+        if link in self._links:
+            raise LocalProtocolError(f"link {link!r} is already up")
+        peer_id = bytes(peer_id)
+        if peer_id == self.node_id:
+            raise LocalProtocolError("a link to ourselves")
+        high = CIRCUIT_ID_HIGH_BIT if self.node_id < peer_id else 0
+        self._links[link] = _Link(link, peer_id, high)
+        self._link_by_peer[peer_id] = link
+        for relay in [r for r in self._waiting if r.next_peer == peer_id]:
+            del self._waiting[relay]
+            self._extend(relay, link, now)
+
+    def link_down(self, link: LinkId, now: float) -> None:
+        """The link is gone: destroy every circuit on it, telling the other side of each."""
+        state = self._links.pop(link, None)
+        if state is None:
+            return
+        if self._link_by_peer.get(state.peer_id) == link:
+            del self._link_by_peer[state.peer_id]
+        for key in [k for k in self._table if k[0] == link]:
+            entry = self._table.get(key)
+            if entry is not None:
+                self._teardown(entry[0], DestroyReason.LINK_LOST, DestroyOrigin.LINK, skip=link)
+        if any(lk == link for lk, _ in self._out):
+            # Rebuild in place: the relay closures hold this deque's append.
+            kept = [item for item in self._out if item[0] != link]
+            self._out.clear()
+            self._out.extend(kept)
+
+    def linked_peers(self) -> dict[bytes, LinkId]:
+        return dict(self._link_by_peer)
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def cells_to_send(self) -> list[tuple[LinkId, bytes]]:
+        out = list(self._out)
+        self._out.clear()
+        self._counters.cells_sent += len(out)
+        return out
+
+    def next_event(self) -> OnionEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        deadlines = list(self._deadlines.values())
+        ring = self.keyring.get_timer()
+        if ring is not None:
+            deadlines.append(ring)
+        return min(deadlines) if deadlines else None
+
+    def handle_timer(self, now: float) -> None:
+        self.keyring.handle_timer(now)
+        for circuit in [c for c, at in self._deadlines.items() if at <= now]:
+            if circuit not in self._deadlines:
+                continue  # torn down as a side effect of an earlier one
+            waiting = isinstance(circuit, _RelayCircuit) and circuit in self._waiting
+            reason = DestroyReason.NO_ROUTE if waiting else DestroyReason.TIMEOUT
+            self._teardown(circuit, reason, DestroyOrigin.LOCAL)
+
+    # -- client commands ---------------------------------------------------------------------
+
+    def build_circuit(
+        self, path: Sequence[RouteHop], now: float, *, aead: str = "chacha20-poly1305"
+    ) -> CircuitHandle:
+        """Send one CREATE that sets up every hop of ``path``; ``CircuitBuilt`` follows.
+
+        ``path[0]`` must have a link up. Every hop's key must be of the same epoch: relays
+        forward the client's epoch hint, they cannot know another node's key schedule.
+        """
+        if not self.config.min_hops <= len(path) <= MAX_HOPS:
+            raise LocalProtocolError(f"paths have {self.config.min_hops}..{MAX_HOPS} hops")
+        if aead not in AEAD_NAMES:
+            raise LocalProtocolError(f"unknown cell AEAD {aead!r}; choose {sorted(AEAD_NAMES)}")
+        epochs = {hop.epoch for hop in path}
+        if len(epochs) != 1:
+            raise LocalProtocolError("every hop's Sphinx key must be of the same epoch")
+        ids = [bytes(hop.node_id) for hop in path]
+        if len(set(ids)) != len(ids) or self.node_id in ids:
+            raise LocalProtocolError("a path may not repeat a node or include this node")
+        link = self._link_by_peer.get(ids[0])
+        if link is None:
+            raise LocalProtocolError("no link up to the first hop")
+        self._check_room(link)
+        cipher = AEAD_NAMES[aead]
+        handshakes = tuple(
+            ClientHopHandshake(is_exit=i == len(path) - 1, aead=cipher, random=self._random)
+            for i in range(len(path))
+        )
+        created = create_header(
+            self.config.geometry,
+            [
+                PathHop(node_id=hop.node_id, public_key=hop.sphinx_public_key, commands=(hs.setup,))
+                for hop, hs in zip(path, handshakes, strict=True)
+            ],
+            self._random,
+        )
+        body = encode_create_body(epochs.pop(), created.header, self._random)
+        circuit_id = self._allocate_id(link)
+        handle = self._new_handle(CircuitRole.CLIENT)
+        circuit = _ClientCircuit(
+            handle=handle,
+            link=link,
+            circuit_id=circuit_id,
+            hops=tuple(ids),
+            handshakes=handshakes,
+            secrets=created.shared_secrets,
+            started=now,
+            out_header=CELL_HEADER.pack(circuit_id, _RELAY),
+        )
+        self._table[(link, circuit_id)] = (circuit, False)
+        self._ends[handle] = circuit
+        self._deadlines[circuit] = now + self.config.build_timeout
+        self._queue(link, encode_cell(circuit_id, CellCommand.CREATE, body))
+        return handle
+
+    def send_relay_message(
+        self,
+        circuit: CircuitHandle,
+        kind: RelayKind,
+        payload: bytes | bytearray | memoryview,
+        now: float,
+    ) -> None:
+        """Send one relay message (one cell) to the circuit's other end."""
+        end = self._open_end(circuit)
+        plaintext = encode_relay_message(kind, payload)
+        if len(self._out) >= self._queue_limit:
+            raise LocalProtocolError("cell queue full: check circuit_send_capacity first")
+        if isinstance(end, _ClientCircuit):
+            assert end.layers is not None  # OPEN implies built
+            cell = end.layers.seal_forward(plaintext, end.out_header)
+        else:
+            cell = end.layers.seal_backward(plaintext, end.out_header)
+        end.cells_sent += 1
+        self._queue(end.link, cell)
+
+    def destroy_circuit(self, circuit: CircuitHandle, reason: DestroyReason, now: float) -> None:
+        """Tear a circuit down from this end; a ``CircuitDestroyed`` (origin LOCAL) follows."""
+        end = self._ends.get(circuit)
+        if end is None:
+            raise LocalProtocolError(f"no circuit {circuit}")
+        self._teardown(end, reason, DestroyOrigin.LOCAL)
+
+    def circuit_send_capacity(self, circuit: CircuitHandle) -> int:
+        """How many more cells ``send_relay_message`` may queue before ``cells_to_send``."""
+        end = self._ends.get(circuit)
+        if end is None or (isinstance(end, _ClientCircuit) and end.state is not CircuitState.OPEN):
+            return 0
+        return max(0, self._queue_limit - len(self._out))
+
+    def circuit_info(self, circuit: CircuitHandle) -> CircuitInfo:
+        end = self._ends.get(circuit)
+        if end is None:
+            raise LocalProtocolError(f"no circuit {circuit}")
+        if isinstance(end, _ClientCircuit):
+            return CircuitInfo(
+                circuit, end.state, end.hops, end.cells_sent, end.cells_received, end.rtt
+            )
+        return CircuitInfo(
+            circuit, CircuitState.OPEN, (), end.cells_sent, end.cells_received, None
+        )
+
+    @property
+    def stats(self) -> NodeStats:
+        """A snapshot of the node's counters."""
+        forward = self._relayed_closed[0] + sum(r.layers.forward_count for r in self._relays)
+        backward = self._relayed_closed[1] + sum(r.layers.backward_count for r in self._relays)
+        return replace(
+            self._counters,
+            cells_received=self._received + forward + backward,
+            relayed_forward=forward,
+            relayed_backward=backward,
+            link_padding_received=self._link_padding,
+            cells_dropped=self._dropped,
+        )
+
+    def circuits(self) -> list[CircuitHandle]:
+        return list(self._ends)
+
+    @property
+    def relayed_circuit_count(self) -> int:
+        return self._relay_count
+
+    # -- cells in ----------------------------------------------------------------------------
+
+    def receive_cell(self, link: LinkId, cell: bytes | bytearray | memoryview, now: float) -> None:
+        """Process one cell from ``link``. Raises ProtocolError on bad input (see module doc)."""
+        if type(cell) is bytes and len(cell) == CELL_SIZE and cell[4] == _RELAY:
+            # Fast path: a data cell on an open relayed circuit, room in the queue.
+            relay = self._fast.get((link, _CIRCUIT_ID(cell)[0]))
+            if relay is not None and len(self._out) < self._queue_limit:
+                relay(cell)
+                return
+        if link not in self._links:
+            raise LocalProtocolError(f"cell on link {link!r} that is not up")
+        if len(self._events) >= self.config.max_events:
+            raise LocalProtocolError("events not drained; refusing input until they are")
+        if not isinstance(cell, bytes):
+            cell = bytes(cell)
+        parsed = parse_cell(cell)
+        command = parsed.command
+        if command is CellCommand.PADDING:
+            self._received += 1
+            self._link_padding += 1
+            return
+        key = (link, parsed.circuit_id)
+        if command is CellCommand.CREATE:
+            self._receive_create(link, parsed.circuit_id, parsed.body, now)
+            self._received += 1
+            return
+        entry = self._table.get(key)
+        if entry is None:
+            if key in self._closed:
+                self._dropped += 1
+                self._emit(CellDropped(link, f"late {command.name} on a closed circuit"))
+                return
+            raise UnknownCircuit(f"{command.name} for unknown circuit {parsed.circuit_id}")
+        circuit, forward = entry
+        if command is CellCommand.DESTROY:
+            reason = parse_destroy_body(parsed.body)
+            self._received += 1
+            self._teardown(circuit, reason, DestroyOrigin.REMOTE, skip=link)
+        elif command is CellCommand.CREATED:
+            self._receive_created(link, circuit, forward, parsed.body, now)
+            self._received += 1
+        elif isinstance(circuit, _RelayCircuit):
+            self._relay_slow(circuit, forward, cell)
+        else:
+            self._end_cell(circuit, cell)
+            self._received += 1
+
+    def _relay_fn(self, circuit: _RelayCircuit, forward: bool) -> Callable[[bytes], None]:
+        """The per-cell work for one side of an open relayed circuit, as one closure: the
+        fast path is then a dict lookup and a call (see bench/onion.py)."""
+        header = circuit.next_header if forward else circuit.prev_header
+        target = circuit.next_link if forward else circuit.prev_link
+        return circuit.layers.pipe(
+            forward, header, target, self._out.append, lambda: self._tagging_detected(circuit)
+        )
+
+    def _relay_slow(self, circuit: _RelayCircuit, forward: bool, cell: bytes) -> None:
+        if circuit.state is not CircuitState.OPEN:
+            raise MalformedInput("RELAY cell before the circuit was built")
+        if len(self._out) >= self._queue_limit:
+            self._dropped += 1
+            self._emit(CellDropped(circuit.prev_link, "cell queue full; circuit destroyed"))
+            self._teardown(circuit, DestroyReason.RESOURCE_LIMIT, DestroyOrigin.LOCAL)
+            return
+        fn = self._fast.get(
+            (circuit.prev_link, circuit.prev_id)
+            if forward
+            else (circuit.next_link, circuit.next_id)
+        )
+        assert fn is not None
+        fn(cell)
+
+    def _end_cell(self, circuit: _ClientCircuit | _ExitCircuit, cell: bytes) -> None:
+        if isinstance(circuit, _ClientCircuit):
+            layers = circuit.layers
+            if layers is None:
+                raise MalformedInput("RELAY cell before CREATED")
+            try:
+                plaintext = layers.open_backward(cell)
+            except AuthenticationFailed:
+                self._tagging_detected(circuit)
+                raise
+        else:
+            try:
+                plaintext = circuit.layers.open_forward(cell)
+            except AuthenticationFailed:
+                self._tagging_detected(circuit)
+                raise
+        try:
+            kind, payload = parse_relay_message(plaintext)
+        except ProtocolError:
+            # Under a valid tag only the other end could have written this: it is broken.
+            self._teardown(circuit, DestroyReason.PROTOCOL, DestroyOrigin.LOCAL)
+            raise
+        circuit.cells_received += 1
+        if kind is RelayKind.PADDING:
+            return
+        self._emit(RelayMessageReceived(circuit.handle, kind, payload))
+
+    def _tagging_detected(self, circuit: _Circuit) -> None:
+        self._counters.tag_failures += 1
+        log.info("cell failed its tag; destroying the circuit (tagging defence)")
+        self._teardown(circuit, DestroyReason.PROTOCOL, DestroyOrigin.LOCAL)
+
+    def _receive_create(self, link: LinkId, circuit_id: int, body: memoryview, now: float) -> None:
+        key = (link, circuit_id)
+        if key in self._table:
+            raise MalformedInput(f"CREATE for circuit id {circuit_id} already in use")
+        if circuit_id & CIRCUIT_ID_HIGH_BIT == self._links[link].our_high_bit:
+            raise MalformedInput(f"CREATE with circuit id {circuit_id} from our half of the space")
+        epoch, header = parse_create_body(body, self.config.geometry.header_length)
+        if len(self._ends) + self._relay_count >= self.config.max_circuits:
+            self._reject_create(link, circuit_id, DestroyReason.RESOURCE_LIMIT)
+            self._emit(CellDropped(link, "CREATE refused: circuit table full"))
+            return
+        try:
+            unwrapped = self.keyring.unwrap(header, epoch, now)
+            setups = [c for c in unwrapped.commands if isinstance(c, CircuitSetup)]
+            if len(setups) != 1 or len(unwrapped.commands) != 1:
+                raise MalformedInput("a hop needs exactly one CircuitSetup and nothing else")
+            setup = setups[0]
+            if setup.is_exit != (unwrapped.next_hop is None):
+                raise MalformedInput("CircuitSetup exit flag disagrees with the routing")
+            if unwrapped.next_hop == self.node_id:
+                raise MalformedInput("next hop is this node")
+            response = respond(setup, unwrapped.shared_secret, self._random)
+        except ReplayedInput:
+            self._reject_create(link, circuit_id, DestroyReason.REPLAYED)
+            raise
+        except ProtocolError:
+            self._reject_create(link, circuit_id, DestroyReason.PROTOCOL)
+            raise
+        if setup.is_exit:
+            handle = self._new_handle(CircuitRole.EXIT)
+            end = _ExitCircuit(
+                handle=handle,
+                link=link,
+                circuit_id=circuit_id,
+                layers=ExitLayers(response.keys),
+                out_header=CELL_HEADER.pack(circuit_id, _RELAY),
+            )
+            self._table[key] = (end, True)
+            self._ends[handle] = end
+            self._counters.circuits_opened += 1
+            reply = wrap_created(response.reply_key, response.record, None, self._random)
+            self._queue(link, encode_cell(circuit_id, CellCommand.CREATED, reply))
+            self._emit(CircuitOpened(handle))
+            return
+        assert unwrapped.next_hop is not None and unwrapped.next_header is not None
+        relay = _RelayCircuit(
+            prev_link=link,
+            prev_id=circuit_id,
+            prev_header=CELL_HEADER.pack(circuit_id, _RELAY),
+            next_peer=unwrapped.next_hop,
+            response=response,
+            layers=RelayLayers(response.keys),
+            epoch=epoch,
+            pending_header=unwrapped.next_header,
+        )
+        self._table[key] = (relay, True)
+        self._relays.add(relay)
+        self._relay_count += 1
+        self._counters.circuits_relayed += 1
+        next_link = self._link_by_peer.get(relay.next_peer)
+        if next_link is not None:
+            self._extend(relay, next_link, now)
+            return
+        if len(self._waiting) >= self.config.max_waiting_for_link:
+            self._teardown(relay, DestroyReason.RESOURCE_LIMIT, DestroyOrigin.LOCAL)
+            return
+        first_wait = all(r.next_peer != relay.next_peer for r in self._waiting)
+        self._waiting[relay] = now
+        self._deadlines[relay] = now + self.config.link_wait_timeout
+        if first_wait:
+            self._emit(LinkNeeded(relay.next_peer))
+
+    def _extend(self, relay: _RelayCircuit, link: LinkId, now: float) -> None:
+        assert relay.pending_header is not None
+        circuit_id = self._allocate_id(link)
+        relay.next_link = link
+        relay.next_id = circuit_id
+        relay.next_header = CELL_HEADER.pack(circuit_id, _RELAY)
+        relay.state = CircuitState.EXTENDING
+        self._table[(link, circuit_id)] = (relay, False)
+        self._deadlines[relay] = now + self.config.build_timeout
+        body = encode_create_body(relay.epoch, relay.pending_header, self._random)
+        relay.pending_header = None
+        self._queue(link, encode_cell(circuit_id, CellCommand.CREATE, body))
+
+    def _receive_created(
+        self, link: LinkId, circuit: _Circuit, forward: bool, body: memoryview, now: float
+    ) -> None:
+        if isinstance(circuit, _RelayCircuit):
+            if forward or circuit.state is not CircuitState.EXTENDING:
+                raise MalformedInput("CREATED from the wrong side or twice")
+            reply = wrap_created(
+                circuit.response.reply_key, circuit.response.record, body, self._random
+            )
+            circuit.state = CircuitState.OPEN
+            self._deadlines.pop(circuit, None)
+            assert circuit.next_link is not None
+            self._fast[(circuit.prev_link, circuit.prev_id)] = self._relay_fn(circuit, True)
+            self._fast[(circuit.next_link, circuit.next_id)] = self._relay_fn(circuit, False)
+            self._queue(circuit.prev_link, encode_cell(circuit.prev_id, CellCommand.CREATED, reply))
+            return
+        if not isinstance(circuit, _ClientCircuit) or circuit.state is not CircuitState.BUILDING:
+            raise MalformedInput("unexpected CREATED")
+        records = unwrap_created([derive_reply_key(s) for s in circuit.secrets], body)
+        try:
+            keys = [
+                hs.finish(secret, record)
+                for hs, secret, record in zip(
+                    circuit.handshakes, circuit.secrets, records, strict=True
+                )
+            ]
+        except AuthenticationFailed:
+            self._tagging_detected(circuit)
+            raise
+        circuit.layers = ClientLayers(keys, self._random)
+        circuit.state = CircuitState.OPEN
+        circuit.rtt = now - circuit.started
+        # The ephemeral private keys and Sphinx secrets are no longer needed: drop them (FS).
+        circuit.handshakes = ()
+        circuit.secrets = ()
+        self._deadlines.pop(circuit, None)
+        self._counters.circuits_built += 1
+        self._emit(CircuitBuilt(circuit.handle, circuit.hops, circuit.rtt))
+
+    # -- teardown ----------------------------------------------------------------------------
+
+    def _teardown(
+        self,
+        circuit: _Circuit,
+        reason: DestroyReason,
+        origin: DestroyOrigin,
+        *,
+        skip: LinkId | None = None,
+    ) -> None:
+        """Forget ``circuit`` and send DESTROY on each of its links except ``skip``."""
+        self._deadlines.pop(circuit, None)
+        self._counters.circuits_destroyed += 1
+        if isinstance(circuit, _RelayCircuit):
+            self._waiting.pop(circuit, None)
+            self._relays.discard(circuit)
+            self._relay_count -= 1
+            self._relayed_closed[0] += circuit.layers.forward_count
+            self._relayed_closed[1] += circuit.layers.backward_count
+            sides: list[tuple[LinkId, int]] = [(circuit.prev_link, circuit.prev_id)]
+            if circuit.next_link is not None:
+                sides.append((circuit.next_link, circuit.next_id))
+        else:
+            sides = [(circuit.link, circuit.circuit_id)]
+            self._ends.pop(circuit.handle, None)
+            self._emit(CircuitDestroyed(circuit.handle, reason, origin))
+        for link, circuit_id in sides:
+            self._table.pop((link, circuit_id), None)
+            self._fast.pop((link, circuit_id), None)
+            self._remember_closed((link, circuit_id))
+            if link != skip and link in self._links:
+                self._queue(
+                    link,
+                    encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason))
+                )
+
+    def _reject_create(self, link: LinkId, circuit_id: int, reason: DestroyReason) -> None:
+        self._counters.creates_rejected += 1
+        self._remember_closed((link, circuit_id))
+        self._queue(
+            link,
+            encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason))
+        )
+
+    def _remember_closed(self, key: tuple[LinkId, int]) -> None:
+        self._closed[key] = None
+        self._closed.move_to_end(key)
+        while len(self._closed) > self.config.max_closed_remembered:
+            self._closed.popitem(last=False)
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def _open_end(self, circuit: CircuitHandle) -> _ClientCircuit | _ExitCircuit:
+        end = self._ends.get(circuit)
+        if end is None:
+            raise LocalProtocolError(f"no circuit {circuit}")
+        if isinstance(end, _ClientCircuit) and end.state is not CircuitState.OPEN:
+            raise LocalProtocolError("circuit is not built yet")
+        return end
+
+    def _check_room(self, link: LinkId) -> None:
+        if len(self._ends) + self._relay_count >= self.config.max_circuits:
+            raise LocalProtocolError("circuit table full")
+        if len(self._out) >= self._queue_limit:
+            raise LocalProtocolError("cell queue full")
+
+    def _allocate_id(self, link: LinkId) -> int:
+        state = self._links[link]
+        for _ in range(_MAX_CIRCUIT_ID):
+            candidate = state.next_id
+            state.next_id = candidate + 1 if candidate < _MAX_CIRCUIT_ID else 1
+            circuit_id = candidate | state.our_high_bit
+            key = (link, circuit_id)
+            if key not in self._table and key not in self._closed:
+                return circuit_id
+        raise LocalProtocolError("no free circuit id on this link")  # pragma: no cover
+
+    def _new_handle(self, role: CircuitRole) -> CircuitHandle:
+        handle = CircuitHandle(self._next_handle, role)
+        self._next_handle += 1
+        return handle
+
+    def _queue(self, link: LinkId, cell: bytes) -> None:
+        """Queue a cell. Data cells are checked against ``max_link_queue`` by their callers;
+        control cells (CREATE, CREATED, DESTROY) are not refused, and there are at most two
+        per circuit, so the queue never exceeds max_queued_cells + 2 * max_circuits."""
+        self._out.append((link, cell))
+
+    def _emit(self, event: OnionEvent) -> None:
+        self._events.append(event)

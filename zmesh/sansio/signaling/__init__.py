@@ -1,0 +1,1 @@
+"""signaling room (see DESIGN.md §2)."""

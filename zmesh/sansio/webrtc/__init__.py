@@ -1,0 +1,1 @@
+"""webrtc room (see DESIGN.md §2)."""

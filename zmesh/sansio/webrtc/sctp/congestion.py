@@ -1,0 +1,107 @@
+"""Retransmission timeout and congestion control (RFC 9260 §6.3.1, §7.2).
+
+:class:`RtoEstimator` keeps SRTT/RTTVAR and the RTO with exponential back-off.
+:class:`CongestionController` is RFC 9260's single-path Reno: slow start, congestion avoidance
+with ``partial_bytes_acked``, fast recovery (§7.2.4) and the T3 collapse (§7.2.3). The initial
+window is ``initial_cwnd_packets`` MTUs (10, like Chrome/dcSCTP; the RFC says
+min(4 MTU, max(2 MTU, 4380 B))), and a cwnd never falls below ``min_cwnd_packets`` MTUs
+except after a T3 timeout, which collapses it to one MTU as the RFC requires.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CongestionController", "RtoEstimator"]
+
+_ALPHA: Final = 0.125  # RFC 9260 RTO.Alpha
+_BETA: Final = 0.25  # RFC 9260 RTO.Beta
+
+
+class RtoEstimator:
+    __slots__ = ("rto", "rto_max", "rto_min", "rttvar", "srtt")
+
+    def __init__(self, initial: float, minimum: float, maximum: float) -> None:
+        self.rto = initial
+        self.rto_min = minimum
+        self.rto_max = maximum
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+
+    def measure(self, rtt: float) -> None:
+        """Fold one RTT measurement in (RFC 9260 §6.3.1 C1-C3)."""
+        if rtt < 0:
+            return
+        if self.srtt is None:
+            self.srtt = rtt
+            self.rttvar = rtt / 2
+        else:
+            self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
+            self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
+        self.rto = min(max(self.srtt + 4 * self.rttvar, self.rto_min), self.rto_max)
+
+    def back_off(self) -> None:
+        """Double the RTO on a timeout (RFC 9260 §6.3.3 E2)."""
+        self.rto = min(self.rto * 2, self.rto_max)
+
+
+class CongestionController:
+    __slots__ = (
+        "cwnd",
+        "fast_recovery_exit",
+        "min_cwnd",
+        "mtu",
+        "partial_bytes_acked",
+        "ssthresh",
+    )
+
+    def __init__(self, mtu: int, initial_packets: int, min_packets: int, ssthresh: int) -> None:
+        self.mtu = mtu
+        self.cwnd = initial_packets * mtu
+        self.min_cwnd = min_packets * mtu
+        self.ssthresh = ssthresh  # RFC 9260 §7.2.1: the peer's a_rwnd
+        self.partial_bytes_acked = 0
+        self.fast_recovery_exit: int | None = None  # unwrapped TSN, None outside recovery
+
+    @property
+    def in_fast_recovery(self) -> bool:
+        return self.fast_recovery_exit is not None
+
+    def on_ack(self, acked_bytes: int, flight_before: int, cum_advanced: bool) -> None:
+        """New data acknowledged (RFC 9260 §7.2.1, §7.2.2)."""
+        if acked_bytes <= 0 or self.fast_recovery_exit is not None:
+            return
+        if self.cwnd <= self.ssthresh:
+            # Slow start: only when the window was in full use and the cum ack moved.
+            if cum_advanced and flight_before + self.mtu >= self.cwnd:
+                self.cwnd += min(acked_bytes, self.mtu)
+            return
+        self.partial_bytes_acked += acked_bytes
+        if self.partial_bytes_acked >= self.cwnd and flight_before + self.mtu >= self.cwnd:
+            self.partial_bytes_acked -= self.cwnd
+            self.cwnd += self.mtu
+
+    def maybe_exit_recovery(self, cumulative: int) -> None:
+        if self.fast_recovery_exit is not None and cumulative >= self.fast_recovery_exit:
+            self.fast_recovery_exit = None
+
+    def on_fast_retransmit(self, highest_outstanding: int) -> None:
+        """Loss seen through three miss indications (RFC 9260 §7.2.4)."""
+        if self.fast_recovery_exit is not None:
+            return
+        self.ssthresh = max(self.cwnd // 2, self.min_cwnd)
+        self.cwnd = self.ssthresh
+        self.partial_bytes_acked = 0
+        self.fast_recovery_exit = highest_outstanding
+
+    def on_timeout(self) -> None:
+        """T3-rtx expired (RFC 9260 §7.2.3)."""
+        self.ssthresh = max(self.cwnd // 2, self.min_cwnd)
+        self.cwnd = self.mtu
+        self.partial_bytes_acked = 0
+        self.fast_recovery_exit = None
+
+    def on_idle(self, rto_expired: bool) -> None:
+        """No data sent for an RTO (RFC 9260 §7.2.1): fall back to the initial window."""
+        if rto_expired:
+            self.cwnd = min(self.cwnd, max(self.min_cwnd, 4 * self.mtu))

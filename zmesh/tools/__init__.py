@@ -1,0 +1,1 @@
+"""tools room (see DESIGN.md §2)."""
