@@ -101,6 +101,11 @@ def _zmesh_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
                 elapsed = time.perf_counter() - start
                 result["throughput_mbit_s"] = received * 8 / elapsed / 1e6
                 result["bytes_received"] = received
+                sctp_stats = getattr(getattr(peer.pc.sctp, "association", None), "stats", None)
+                if sctp_stats is not None:
+                    for name in ("retransmissions", "fast_retransmissions", "t3_expirations",
+                                 "packets_sent", "packets_received", "cwnd"):
+                        result[f"sender_{name}"] = getattr(sctp_stats, name, None)
                 ping = await peer.create_channel("ping")
                 rtts = []
                 for i in range(pings):
@@ -233,7 +238,13 @@ def main() -> None:
     parser.add_argument("--child", choices=["zmesh", "aiortc"], default=None)
     args = parser.parse_args()
     if args.child == "zmesh":
-        _zmesh_child()
+        child_profile = os.environ.get("ZMESH_BENCH_CHILD_PROFILE")
+        if child_profile:
+            import cProfile
+
+            cProfile.runctx("_zmesh_child()", globals(), locals(), child_profile)
+        else:
+            _zmesh_child()
         return
     if args.child == "aiortc":
         _aiortc_child()

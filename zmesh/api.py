@@ -2,7 +2,8 @@
 
 ::
 
-    async with zmesh.api.MeshVPN(NodeConfig(rendezvous=("wss://host:8443/zmesh/rendezvous",))) as mesh:
+    config = NodeConfig(rendezvous=("wss://host:8443/zmesh/rendezvous",), relay=False, exit=False)
+    async with zmesh.api.MeshVPN(config) as mesh:
         await mesh.connect(hops=2, exit="direct")
         stream = await mesh.open_tcp_stream("example.org", 80)    # a trio.abc.HalfCloseableStream
         await mesh.send(peer_id, b"hello")                        # anonymous message to a peer
@@ -49,12 +50,10 @@ class MeshVPN:
         self._callbacks: list[MessageCallback] = []
         self._send, self._recv = trio.open_memory_channel[ReceivedMessage](config.message_queue)
         self._nursery: trio.Nursery | None = None
-        self._nursery_cm: trio.Nursery | None = None
-        self._cm: object = None
+        self._nursery_manager = trio.open_nursery()
         self.messages_dropped = 0
 
     async def __aenter__(self) -> MeshVPN:
-        self._nursery_manager = trio.open_nursery()
         self._nursery = await self._nursery_manager.__aenter__()
         try:
             await self.node.__aenter__()

@@ -19,7 +19,9 @@ import functools
 import itertools
 import json
 import os
+import pathlib
 import shutil
+import struct
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -32,6 +34,7 @@ from trio_websocket import open_websocket_url
 
 from zmesh.io_trio.udp import UdpEndpoint
 from zmesh.io_trio.webrtc import WebRtcPeer
+from zmesh.sansio.webrtc import stun
 from zmesh.sansio.webrtc.clienthello import ja4, parse_dtls_client_hello
 from zmesh.sansio.webrtc.dtls import DtlsState, looks_like_dtls
 from zmesh.sansio.wire import ProtocolError
@@ -47,7 +50,6 @@ FLAGS = [
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.browser,
-    pytest.mark.slow,
     pytest.mark.trio,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed"),
 ]
@@ -102,11 +104,11 @@ async def chromium() -> AsyncIterator[Cdp]:
         proc = subprocess.Popen([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            port_file = os.path.join(profile, "DevToolsActivePort")
+            port_file = pathlib.Path(profile, "DevToolsActivePort")
             with trio.fail_after(30):
-                while not os.path.exists(port_file) or len(open(port_file).read().split()) < 2:
+                while not port_file.exists() or len(port_file.read_text().split()) < 2:
                     await trio.sleep(0.1)
-            port, path = open(port_file).read().split()[:2]
+            port, path = port_file.read_text().split()[:2]
             async with open_websocket_url(f"ws://127.0.0.1:{port}{path}",
                                           max_message_size=16 * 1024 * 1024) as ws:
                 yield Cdp(ws)
@@ -128,6 +130,7 @@ async def test_chromium_offers_we_answer() -> None:
                 await cdp.open(f"http://127.0.0.1:{http_port}/", "typeof runEcho === 'function'")
                 report = await cdp.evaluate("runEcho({channels: 100, serverCloses: true})")
             nursery.cancel_scope.cancel()
+    print(json.dumps({k: report[k] for k in ("dtlsCipher", "tlsVersion", "sctpMaxMessageSize")}))
     for kind in ("ordered", "unordered", "unreliable", "lifetime"):
         assert all(item["ok"] for item in report[kind]), (kind, report[kind])
     assert [item["size"] for item in report["ordered"]][-2] == 262144
@@ -196,6 +199,7 @@ class NullSctp:
 async def test_dtls_client_hello_fingerprint_against_chromium(tmp_path: Any) -> None:
     """Chromium is DTLS client when it answers; capture its ClientHello and compare with ours."""
     captured: list[bytes] = []
+    stun_requests: list[bytes] = []
     with trio.fail_after(60):
         async with chromium() as cdp:
             await cdp.open("about:blank")
@@ -206,8 +210,13 @@ async def test_dtls_client_hello_fingerprint_against_chromium(tmp_path: Any) -> 
                                         "const logEl = {textContent: ''};"))
             async with UdpEndpoint(("127.0.0.1", 0)) as endpoint, \
                     WebRtcPeer(endpoint, sctp_factory=NullSctp) as peer:
-                endpoint.tap = lambda data, src: captured.append(data) if looks_like_dtls(data) \
-                    and data[0] == 22 and len(captured) < 4 else None
+                def tap(data: bytes, source: Any) -> None:
+                    if looks_like_dtls(data) and data[0] == 22 and len(captured) < 4:
+                        captured.append(data)
+                    elif data[:2] == b"\x00\x01" and len(stun_requests) < 4:
+                        stun_requests.append(data)
+
+                endpoint.tap = tap
                 offer = await peer.create_offer()
                 await peer.set_remote_answer(await cdp.evaluate(
                     f"answerOffer({json.dumps(offer)})"))
@@ -224,6 +233,8 @@ async def test_dtls_client_hello_fingerprint_against_chromium(tmp_path: Any) -> 
                     await trio.sleep(0.05)
     from zmesh.sansio.webrtc.dtls import DtlsCertificate, DtlsTransport
 
+    our_request = stun.binding_request(b"x" * 12, username="abcd:efgh", key=b"k",
+                                       priority=1, controlling=False, tie_breaker=1)
     probe = DtlsTransport(DtlsCertificate.generate(), is_client=True)
     probe.start(0.0)
     mine = parse_dtls_client_hello(probe.datagrams_to_send(0.0))
@@ -240,6 +251,10 @@ async def test_dtls_client_hello_fingerprint_against_chromium(tmp_path: Any) -> 
         "chromium_srtp": [f"{s:04x}" for s in theirs.srtp_profiles],
         "ours_srtp": [f"{s:04x}" for s in mine.srtp_profiles],
         "chromium_hello_datagrams": [len(d) for d in captured[:2]],
+        "chromium_stun_request_attributes": [f"{t:04x}" for t in stun_attribute_types(
+            stun_requests[0])],
+        "ours_stun_request_attributes": [f"{t:04x}" for t in stun_attribute_types(
+            our_request)],
     }
     print(json.dumps(result))
     # Everything we offer, Chromium offers too, in the same relative order.
@@ -249,3 +264,16 @@ async def test_dtls_client_hello_fingerprint_against_chromium(tmp_path: Any) -> 
     assert list(mine.signature_algorithms) == list(theirs.signature_algorithms)
     assert set(mine.srtp_profiles) == set(theirs.srtp_profiles)
     assert set(mine.extension_types) <= set(theirs.extension_types)
+    # Our STUN check attributes appear in Chromium's order (Chromium may add more).
+    chrome_order = result["chromium_stun_request_attributes"]
+    ours_in_chrome = [a for a in result["ours_stun_request_attributes"] if a in chrome_order]
+    assert ours_in_chrome == [a for a in chrome_order if a in ours_in_chrome]
+
+
+def stun_attribute_types(data: bytes) -> list[int]:
+    types, pos = [], 20
+    while pos + 4 <= len(data):
+        kind, length = struct.unpack_from("!HH", data, pos)
+        types.append(kind)
+        pos += 4 + length + (-length % 4)
+    return types

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 from collections.abc import AsyncIterator
@@ -112,3 +113,38 @@ async def test_port_zero_and_smtp_are_refused(echo_port: int) -> None:
 
 async def test_system_resolver() -> None:
     assert ipaddress.ip_address("127.0.0.1") in await resolve_system("localhost", 80)
+
+
+async def test_happy_eyeballs_skips_a_refusing_address(echo_port: int) -> None:
+    stream = await open_exit_connection(
+        "two.example", echo_port, LOOPBACK_OK, resolve=fixed("127.0.0.2", "127.0.0.1")
+    )
+    async with stream:
+        assert stream.socket.getpeername()[0] == "127.0.0.1"
+
+
+async def test_happy_eyeballs_does_not_wait_for_a_black_hole(nursery: trio.Nursery) -> None:
+    # A listener with a full accept queue drops further SYNs: connecting to it hangs, like a
+    # black-holed address. The second address must be tried after the attempt delay.
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.2", 0))
+        hole.listen(0)
+        port = hole.getsockname()[1]
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(("127.0.0.2", port))
+            fillers.append(filler)
+        await trio.sleep(0.1)
+        await nursery.start(partial(trio.serve_tcp, _echo, port, host="127.0.0.1"))
+        start = trio.current_time()
+        stream = await open_exit_connection(
+            "hole.example", port, LOOPBACK_OK, timeout=10, resolve=fixed("127.0.0.2", "127.0.0.1")
+        )
+        async with stream:
+            assert stream.socket.getpeername()[0] == "127.0.0.1"
+        assert trio.current_time() - start < 2
+        for filler in fillers:
+            filler.close()

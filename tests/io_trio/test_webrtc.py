@@ -82,11 +82,12 @@ async def test_srflx_gathering_against_our_own_stun_server() -> None:
             assert helper.stats.stun_answered == 1
 
 
-async def test_webrtc_link_carries_cells_and_closes() -> None:
+@pytest.mark.parametrize("fec", [False, True])
+async def test_webrtc_link_carries_cells_and_closes(fec: bool) -> None:
     async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2:
         async with WebRtcPeer(e1) as a, WebRtcPeer(e2) as b:
             await connect(a, b)
-            link_a = await WebRtcLink.open(a, b"B" * 32)
+            link_a = await WebRtcLink.open(a, b"B" * 32, fec=fec)
             with trio.fail_after(10):
                 link_b = await WebRtcLink.accept(b, b"A" * 32)
             assert isinstance(link_a, Link) and link_a.kind == "webrtc"
@@ -100,6 +101,9 @@ async def test_webrtc_link_carries_cells_and_closes() -> None:
                     got = [await link_b.receive_cell() for _ in cells]
             assert got == cells
             assert link_a.stats.cells_sent == 200 and link_b.stats.cells_received == 200
+            if fec:
+                assert link_b.stats.extra["cells_lost"] == 0
+                assert link_a.stats.fec_repair_ratio is not None
             await link_a.aclose()
             with trio.fail_after(10), pytest.raises(LinkClosed):
                 await link_b.receive_cell()

@@ -39,6 +39,8 @@ from zmesh.sansio.wire import LocalProtocolError
 
 __all__ = ["CircuitStreams", "MeshStream", "StreamClosedError"]
 
+_DEFAULT_READ = 256 * 1024  # receive_some() without max_bytes returns at most this
+
 
 class StreamClosedError(trio.BrokenResourceError):
     """The stream was reset by the far end or lost with its circuit."""
@@ -49,7 +51,7 @@ class StreamClosedError(trio.BrokenResourceError):
 
 
 class _StreamSlot:
-    __slots__ = ("stream_id", "rx", "eof", "reset", "connected", "changed", "closed_locally")
+    __slots__ = ("changed", "closed_locally", "connected", "eof", "reset", "rx", "stream_id")
 
     def __init__(self, stream_id: int) -> None:
         self.stream_id = stream_id
@@ -257,10 +259,20 @@ class MeshStream(trio.abc.HalfCloseableStream):
             if slot.reset is not None:
                 raise StreamClosedError(slot.reset)
             await slot.changed.wait()
+        limit = max_bytes if max_bytes is not None else _DEFAULT_READ
         data = slot.rx.popleft()
-        if max_bytes is not None and len(data) > max_bytes:
-            slot.rx.appendleft(data[max_bytes:])
-            data = data[:max_bytes]
+        if slot.rx and len(data) < limit:
+            # Several chunks waiting: hand them out together (fewer writes downstream).
+            parts = [data]
+            size = len(data)
+            while slot.rx and size + len(slot.rx[0]) <= limit:
+                chunk = slot.rx.popleft()
+                parts.append(chunk)
+                size += len(chunk)
+            data = b"".join(parts)
+        if len(data) > limit:
+            slot.rx.appendleft(data[limit:])
+            data = data[:limit]
         if slot.reset is None:
             self._owner.mux.consumed(slot.stream_id, len(data))
             self._owner._pump()

@@ -86,36 +86,71 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 def _node_like(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> None:
     _common(parser)
-    parser.add_argument("--rendezvous", action="append", metavar="URL",
-                        help="wss://host:port/zmesh/rendezvous (repeatable)")
+    parser.add_argument(
+        "--rendezvous",
+        action="append",
+        metavar="URL",
+        help="wss://host:port/zmesh/rendezvous (repeatable)",
+    )
     parser.add_argument("--host", help=f"link listener address (default {defaults['host']})")
     parser.add_argument("--port", type=int, help=f"link listener port (default {defaults['port']})")
     parser.add_argument("--advertise-host", help="host other nodes dial (default: --host)")
     parser.add_argument("--socks-host", help="SOCKS5 listen address (default 127.0.0.1)")
-    parser.add_argument("--socks-port", type=int,
-                        help=f"SOCKS5 port, 0 = none (default {defaults['socks_port']})")
+    parser.add_argument(
+        "--socks-port", type=int, help=f"SOCKS5 port, 0 = none (default {defaults['socks_port']})"
+    )
     parser.add_argument("--socks-user", help="require RFC 1929 auth (with --socks-password)")
     parser.add_argument("--socks-password", help="password for --socks-user")
-    parser.add_argument("--hops", type=int, choices=(2, 3), help="circuit length (default 2)")
+    parser.add_argument(
+        "--hops",
+        type=int,
+        choices=(1, 2, 3),
+        help="circuit length (default 2; 1 is for benchmarks: no anonymity)",
+    )
     parser.add_argument("--keepalive", type=float, help="link keepalive interval in seconds")
-    parser.add_argument("--status-file", metavar="PATH",
-                        help="rewrite PATH with a JSON status snapshot every second "
-                             "(read it with 'zmesh status PATH')")
+    parser.add_argument(
+        "--status-file",
+        metavar="PATH",
+        help="rewrite PATH with a JSON status snapshot every second "
+        "(read it with 'zmesh status PATH')",
+    )
 
 
 def add_node_arguments(parser: argparse.ArgumentParser) -> None:
     _node_like(parser, _NODE_DEFAULTS)
-    parser.add_argument("--no-relay", dest="relay", action="store_const", const=False,
-                        help="do not forward cells for others")
-    parser.add_argument("--no-exit", dest="exit", action="store_const", const=False,
-                        help="refuse every stream (relay only)")
-    parser.add_argument("--exit-allow-loopback", action="store_const", const=True,
-                        help="let the exit reach 127.0.0.0/8 and ::1 (demos and tests only)")
-    parser.add_argument("--exit-allow-private", action="store_const", const=True,
-                        help="let the exit reach private and link-local ranges")
-    parser.add_argument("--exit-policy", action="append", metavar="RULE",
-                        help="exit rule such as 'reject *:22' or 'accept 1.2.3.0/24:443' "
-                             "(repeatable, first match wins; default tail rejects port 25)")
+    parser.add_argument(
+        "--no-relay",
+        dest="relay",
+        action="store_const",
+        const=False,
+        help="do not forward cells for others",
+    )
+    parser.add_argument(
+        "--no-exit",
+        dest="exit",
+        action="store_const",
+        const=False,
+        help="refuse every stream (relay only)",
+    )
+    parser.add_argument(
+        "--exit-allow-loopback",
+        action="store_const",
+        const=True,
+        help="let the exit reach 127.0.0.0/8 and ::1 (demos and tests only)",
+    )
+    parser.add_argument(
+        "--exit-allow-private",
+        action="store_const",
+        const=True,
+        help="let the exit reach private and link-local ranges",
+    )
+    parser.add_argument(
+        "--exit-policy",
+        action="append",
+        metavar="RULE",
+        help="exit rule such as 'reject *:22' or 'accept 1.2.3.0/24:443' "
+        "(repeatable, first match wins; default tail rejects port 25)",
+    )
 
 
 def add_proxy_arguments(parser: argparse.ArgumentParser) -> None:
@@ -250,8 +285,11 @@ async def _write_status(node: Any, path: pathlib.Path) -> None:
 
 
 def add_status_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("status_file", metavar="PATH",
-                        help="the --status-file of a running 'zmesh node' or 'zmesh proxy'")
+    parser.add_argument(
+        "status_file",
+        metavar="PATH",
+        help="the --status-file of a running 'zmesh node' or 'zmesh proxy'",
+    )
     parser.add_argument("--json", action="store_true", help="print the raw JSON")
 
 
@@ -268,12 +306,16 @@ def run_status(args: argparse.Namespace) -> int:
     print(f"links ({len(st['links'])}):")
     for ln in st["links"]:
         rtt = "?" if ln["rtt_ms"] is None else f"{ln['rtt_ms']:.2f} ms"
-        print(f"  {ln['peer'][:8]}  {ln['kind']:<9} rtt {rtt:<10} cells out {ln['cells_sent']}"
-              f" in {ln['cells_received']}")
+        print(
+            f"  {ln['peer'][:8]}  {ln['kind']:<9} rtt {rtt:<10} cells out {ln['cells_sent']}"
+            f" in {ln['cells_received']}"
+        )
     print(f"circuits built here ({len(st['circuits'])}):")
     for c in st["circuits"]:
-        print(f"  {' -> '.join(p[:8] for p in c['path'])}  streams {c['streams']}  "
-              f"bytes up {c['bytes_sent']} down {c['bytes_received']}")
+        print(
+            f"  {' -> '.join(p[:8] for p in c['path'])}  streams {c['streams']}  "
+            f"bytes up {c['bytes_sent']} down {c['bytes_received']}"
+        )
     print(f"circuits ending here (exit): {st['exit_circuits']}")
     return 0
 
@@ -311,11 +353,15 @@ def run_rendezvous(args: argparse.Namespace) -> int:
     service = RendezvousService(identity, capacity=int(s["capacity"]))
 
     async def main(nursery: trio.Nursery) -> None:
-        port = await nursery.start(lambda task_status: service.serve(
-            s["host"], int(s["port"]), task_status=task_status))
+        port = await nursery.start(
+            lambda task_status: service.serve(s["host"], int(s["port"]), task_status=task_status)
+        )
         host = s["host"] if ":" not in s["host"] else f"[{s['host']}]"
-        _ready(role="rendezvous", url=f"wss://{host}:{port}{PATH}",
-               cert_sha256=identity.cert_sha256.hex())
+        _ready(
+            role="rendezvous",
+            url=f"wss://{host}:{port}{PATH}",
+            cert_sha256=identity.cert_sha256.hex(),
+        )
         await trio.sleep_forever()
 
     trio.run(_until_signal, main)

@@ -154,8 +154,10 @@ class Demo:
         lines = []
         t0 = time.perf_counter()
         info = await self.client.current_circuit(self.hops)
-        lines.append(f"circuit built through {len(info.path)} hops in "
-                     f"{(time.perf_counter() - t0) * 1e3:.1f} ms")
+        lines.append(
+            f"circuit built through {len(info.path)} hops in "
+            f"{(time.perf_counter() - t0) * 1e3:.1f} ms"
+        )
         t0 = time.perf_counter()
         stream = await self.client.open_tcp_stream("127.0.0.1", self.web_port, hops=self.hops)
         await stream.send_all(b"GET / HTTP/1.1\r\nHost: demo\r\n\r\n")
@@ -163,9 +165,11 @@ class Demo:
         await stream.aclose()
         if not response.endswith(INDEX):
             raise SelfCheckFailed("the page fetched through the circuit is not the page served")
-        lines.append(f"fetched the demo page through the circuit: {len(INDEX)} bytes, "
-                     f"sha256 {hashlib.sha256(INDEX).hexdigest()[:16]}…, "
-                     f"{(time.perf_counter() - t0) * 1e3:.1f} ms")
+        lines.append(
+            f"fetched the demo page through the circuit: {len(INDEX)} bytes, "
+            f"sha256 {hashlib.sha256(INDEX).hexdigest()[:16]}…, "
+            f"{(time.perf_counter() - t0) * 1e3:.1f} ms"
+        )
         if socks_port is not None:
             body = await socks5_http_get(socks_port, "localhost", self.web_port)
             if body != INDEX:
@@ -197,8 +201,10 @@ class Demo:
             recv = streams.bytes_received if streams else 0
             build = "?" if info.build_rtt is None else f"{info.build_rtt * 1e3:.1f} ms"
             out.append(f"  client -> {' -> '.join(hops)} -> exit")
-            out.append(f"    built in {build}; streams open {len(streams) if streams else 0};"
-                       f" bytes up {sent}, down {recv}")
+            out.append(
+                f"    built in {build}; streams open {len(streams) if streams else 0};"
+                f" bytes up {sent}, down {recv}"
+            )
         if not self.client._circuits:
             out.append("  (none yet)")
         return out
@@ -211,8 +217,11 @@ async def _run_demo(args: argparse.Namespace, nodes: int, cancel: trio.CancelSco
     socks_port = args.socks_port if args.socks_port is not None else (0 if args.self_test else 1080)
     async with trio.open_nursery() as nursery:
         try:
-            print(f"zmesh demo: starting a rendezvous, {nodes} relay/exit nodes and a client on "
-                  "127.0.0.1 ...", flush=True)
+            print(
+                f"zmesh demo: starting a rendezvous, {nodes} relay/exit nodes and a client on "
+                "127.0.0.1 ...",
+                flush=True,
+            )
             await demo.start(nursery)
             assert demo.client is not None
             client = demo.client
@@ -232,8 +241,10 @@ async def _run_demo(args: argparse.Namespace, nodes: int, cancel: trio.CancelSco
                     "pick another with --socks-port"
                 ) from exc
             bound = listeners[0].socket.getsockname()[1]
-            print(f"rendezvous {demo.rendezvous_url}; demo website http://127.0.0.1:"
-                  f"{demo.web_port}/", flush=True)
+            print(
+                f"rendezvous {demo.rendezvous_url}; demo website http://127.0.0.1:{demo.web_port}/",
+                flush=True,
+            )
             with trio.fail_after(60):
                 for line in await demo.self_check(bound):
                     print("  ok:", line, flush=True)

@@ -29,8 +29,11 @@ log = logging.getLogger(__name__)
 #: ``resolve(host, port) -> addresses``; raises ``StreamOpenFailed`` when the name has none.
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
 
-#: Addresses tried per stream; a name with more is cut (each try can take a full timeout).
+#: Addresses tried per stream; a name with more is cut.
 MAX_ADDRESSES = 8
+#: RFC 8305 §5 "Connection Attempt Delay": the recommended 250 ms before starting the next
+#: address while the previous attempt is still pending.
+ATTEMPT_DELAY = 0.25
 
 _ERRNO_REASONS = {
     errno.ECONNREFUSED: ResetReason.CONNECTION_REFUSED,
@@ -94,20 +97,7 @@ async def open_exit_connection(
             why = verdicts[0][1].explanation if verdicts else "no address"
             log.debug("exit policy refused a stream: %s", why)
             raise StreamOpenFailed(ResetReason.POLICY_REFUSED, why)
-        failure = ResetReason.GENERAL_FAILURE
-        for i, addr in enumerate(allowed):
-            # Share the time left among the addresses left, so one black-holed address
-            # cannot use up the whole budget (a sequential stand-in for Happy Eyeballs).
-            share = (scope.deadline - trio.current_time()) / (len(allowed) - i)
-            reason = ResetReason.TTL_EXPIRED
-            with trio.move_on_after(share):
-                try:
-                    return await _connect(addr, port)
-                except OSError as exc:
-                    reason = _ERRNO_REASONS.get(exc.errno or 0, ResetReason.GENERAL_FAILURE)
-            if _SPECIFICITY.index(reason) > _SPECIFICITY.index(failure):
-                failure = reason
-        raise StreamOpenFailed(failure, f"{len(allowed)} address(es) failed")
+        return await _connect_any(allowed, port)
     assert scope.cancelled_caught
     raise StreamOpenFailed(ResetReason.TTL_EXPIRED, f"no connection within {timeout} s")
 
@@ -126,6 +116,45 @@ def _literal(host: str) -> IPAddress | None:
         # A zone index names one of the exit's own interfaces: never a remote destination.
         raise StreamOpenFailed(ResetReason.POLICY_REFUSED, "scoped IPv6 address")
     return addr
+
+
+async def _connect_any(addresses: list[IPAddress], port: int) -> trio.SocketStream:
+    """Happy Eyeballs (RFC 8305 §5): start the next attempt when the previous one fails or
+    after ``ATTEMPT_DELAY``, keep the first connection that succeeds, close the rest."""
+    winner: trio.SocketStream | None = None
+    reasons: list[ResetReason] = []
+
+    async def attempt(addr: IPAddress, done: trio.Event, nursery: trio.Nursery) -> None:
+        nonlocal winner
+        try:
+            stream = await _connect(addr, port)
+        except OSError as exc:
+            reasons.append(_ERRNO_REASONS.get(exc.errno or 0, ResetReason.GENERAL_FAILURE))
+            done.set()
+            return
+        if winner is None:
+            winner = stream
+            nursery.cancel_scope.cancel()
+        else:
+            stream.socket.close()  # a slower attempt also got through; one is enough
+
+    try:
+        async with trio.open_nursery() as nursery:
+            for addr in addresses:
+                done = trio.Event()
+                nursery.start_soon(attempt, addr, done, nursery)
+                with trio.move_on_after(ATTEMPT_DELAY):
+                    await done.wait()
+    except BaseException:
+        # The caller's timeout (or cancellation) may land just after an attempt won.
+        if winner is not None:
+            winner.socket.close()
+        raise
+    if winner is not None:
+        return winner
+    # Every attempt failed: report the most telling failure.
+    failure = max(reasons, key=_SPECIFICITY.index, default=ResetReason.GENERAL_FAILURE)
+    raise StreamOpenFailed(failure, f"{len(addresses)} address(es) failed")
 
 
 async def _connect(addr: IPAddress, port: int) -> trio.SocketStream:

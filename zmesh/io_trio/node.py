@@ -32,9 +32,10 @@ import math
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import cast
 
 import trio
 
@@ -51,7 +52,6 @@ from zmesh.io_trio.websocket_link import (
 )
 from zmesh.sansio.exit.policy import ExitPolicy
 from zmesh.sansio.onion.cells import MAX_RELAY_PAYLOAD, DestroyReason, RelayKind
-from zmesh.sansio.onion.keyring import DEFAULT_EPOCH_LENGTH, SphinxKeyRing
 from zmesh.sansio.onion.events import (
     CircuitBuilt,
     CircuitDestroyed,
@@ -61,6 +61,7 @@ from zmesh.sansio.onion.events import (
     RelayMessageReceived,
     RouteHop,
 )
+from zmesh.sansio.onion.keyring import DEFAULT_EPOCH_LENGTH, SphinxKeyRing
 from zmesh.sansio.onion.node import OnionConfig, OnionNode
 from zmesh.sansio.onion.sphinx import ZMESH_GEOMETRY
 from zmesh.sansio.signaling.peer_record import Capability, PeerRecord, SphinxKey, sign_record
@@ -147,7 +148,9 @@ class Node:
         now = _wall()
         self.keyring = SphinxKeyRing(ZMESH_GEOMETRY, now, epoch_length=config.epoch_length)
         self.onion = OnionNode(
-            self.node_id, self.keyring, config=OnionConfig(max_queued_cells=ONION_QUEUED_CELLS)
+            self.node_id,
+            self.keyring,
+            config=OnionConfig(max_queued_cells=ONION_QUEUED_CELLS, min_hops=1),
         )
         self.peers: dict[bytes, PeerRecord] = {}
         self.links: dict[bytes, Link] = {}
@@ -160,6 +163,7 @@ class Node:
         self._dialing: dict[bytes, trio.Event] = {}
         self._avoid: dict[bytes, float] = {}  # peer -> trio time until which we avoid it
         self._backlogged: dict[CircuitHandle, Callable[[], None]] = {}
+        self._dirty: set[CircuitStreams] = set()
         self._last_refresh = -math.inf
         self._published: dict[str, int] = {}  # rendezvous url -> seq it holds from us
         self._flush_lock = trio.Lock()
@@ -319,7 +323,9 @@ class Node:
 
     # -- links ----------------------------------------------------------------------------
 
-    async def _serve_links(self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+    async def _serve_links(
+        self, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         await serve_websocket_links(
             self.identity,
             self._run_link,
@@ -336,10 +342,11 @@ class Node:
             if isinstance(link, WebSocketLink):
                 nursery.start_soon(link.run)
             self.links[peer] = link
-            self.onion.link_up(link, peer, _wall())
+            self.onion.link_up(cast(Hashable, link), peer, _wall())
             self._drain_events()
             await self._flush()
             batch = link.receive_cells if isinstance(link, WebSocketLink) else None
+            key = cast(Hashable, link)
             try:
                 while True:
                     cells = await batch() if batch is not None else [await link.receive_cell()]
@@ -347,7 +354,7 @@ class Node:
                     onion = self.onion
                     for cell in cells:
                         try:
-                            onion.receive_cell(link, cell, now)
+                            onion.receive_cell(key, cell, now)
                         except ProtocolError as exc:
                             self.dropped_cells += 1
                             log.debug("dropped a cell from %s: %s", peer[:4].hex(), exc)
@@ -358,7 +365,7 @@ class Node:
             finally:
                 if self.links.get(peer) is link:
                     del self.links[peer]
-                self.onion.link_down(link, _wall())
+                self.onion.link_down(cast(Hashable, link), _wall())
                 self._drain_events()
                 self._timer_changed.set()
                 nursery.cancel_scope.cancel()
@@ -426,7 +433,17 @@ class Node:
 
     def _drain_events(self) -> None:
         onion = self.onion
-        while (event := onion.next_event()) is not None:
+        dirty = self._dirty
+        while True:
+            event = onion.next_event()
+            if event is None:
+                if not dirty:
+                    break
+                ends = list(dirty)
+                dirty.clear()
+                for end in ends:
+                    end.dispatch()  # may queue more onion work (SENDMEs); loop again
+                continue
             if isinstance(event, RelayMessageReceived):
                 self._on_relay_message(event)
             elif isinstance(event, CircuitBuilt):
@@ -439,9 +456,8 @@ class Node:
                 self._open_exit_end(event.circuit)
             elif isinstance(event, CircuitDestroyed):
                 self._on_destroyed(event)
-            elif isinstance(event, LinkNeeded):
-                if self._nursery is not None:
-                    self._nursery.start_soon(self._dial_for_onion, event.peer_id)
+            elif isinstance(event, LinkNeeded) and self._nursery is not None:
+                self._nursery.start_soon(self._dial_for_onion, event.peer_id)
         self._flush_wanted.set()
         self._timer_changed.set()
 
@@ -460,7 +476,9 @@ class Node:
                 log.info("stream protocol violation, tearing the circuit down: %s", exc)
                 self._destroy(circuit, DestroyReason.PROTOCOL)
                 return
-            end.dispatch()
+            # Dispatch once per batch of cells, not per cell: the mux coalesces a stream's
+            # received bytes until next_event(), so readers get large chunks.
+            self._dirty.add(end)
         elif event.kind == RelayKind.E2E_MESSAGE:
             try:
                 self._msg_send.send_nowait(ReceivedMessage(bytes(event.payload), circuit))
@@ -468,7 +486,9 @@ class Node:
                 self.messages_dropped += 1
         elif event.kind == RelayKind.PING:
             with contextlib.suppress(ProtocolError):
-                self.onion.send_relay_message(circuit, RelayKind.PONG, bytes(event.payload), _wall())
+                self.onion.send_relay_message(
+                    circuit, RelayKind.PONG, bytes(event.payload), _wall()
+                )
 
     def _on_destroyed(self, event: CircuitDestroyed) -> None:
         circuit = event.circuit
@@ -590,7 +610,8 @@ class Node:
                     if not out:
                         return
                 by_link: dict[Link, list[bytes]] = {}
-                for link, cell in out:
+                for link_id, cell in out:
+                    link = cast(Link, link_id)
                     cells = by_link.get(link)
                     if cells is None:
                         by_link[link] = [cell]
@@ -619,7 +640,13 @@ class Node:
         usable = [r for r in self.peers.values() if self._usable(r, epoch, now_trio)]
         if last_hop is not None:
             exit_record = self.peers.get(last_hop)
-            if exit_record is None or not self._usable(exit_record, epoch, -math.inf):
+            # The requested last hop need not relay for others; it must accept circuits,
+            # which every listening node does.
+            if (
+                exit_record is None
+                or exit_record.sphinx_key_for(epoch) is None
+                or not exit_record.addresses
+            ):
                 raise NoPath("no usable record for the requested last hop")
         else:
             exits = [r for r in usable if r.capabilities & Capability.EXIT]
@@ -678,9 +705,12 @@ class Node:
         """The circuit new streams use; built (with retries over fresh paths) when needed."""
         async with self._circuit_lock:
             info = self._current
-            if info is not None and info.circuit in self._circuits:
-                if info.streams is None or info.streams.failed is None:
-                    return info
+            if (
+                info is not None
+                and info.circuit in self._circuits
+                and (info.streams is None or info.streams.failed is None)
+            ):
+                return info
             last: Exception = NoPath("no attempt")
             for _ in range(attempts):
                 try:
@@ -714,9 +744,7 @@ class Node:
         """Send ``data`` anonymously to ``peer_id`` over a circuit that ends at that peer."""
         if len(data) > MAX_RELAY_PAYLOAD:
             raise ValueError(f"a message holds at most {MAX_RELAY_PAYLOAD} bytes")
-        info = next(
-            (i for i in self._circuits.values() if i.path and i.path[-1] == peer_id), None
-        )
+        info = next((i for i in self._circuits.values() if i.path and i.path[-1] == peer_id), None)
         if info is None:
             info = await self.build_circuit(hops, last_hop=peer_id)
         self.onion.send_relay_message(info.circuit, RelayKind.E2E_MESSAGE, data, _wall())
@@ -758,7 +786,9 @@ class Node:
             circuits.append(
                 {
                     "path": [short(p) for p in info.path],
-                    "build_rtt_ms": None if info.build_rtt is None else round(info.build_rtt * 1e3, 2),
+                    "build_rtt_ms": None
+                    if info.build_rtt is None
+                    else round(info.build_rtt * 1e3, 2),
                     "streams": 0 if info.streams is None else len(info.streams),
                     "bytes_sent": 0 if info.streams is None else info.streams.bytes_sent,
                     "bytes_received": 0 if info.streams is None else info.streams.bytes_received,

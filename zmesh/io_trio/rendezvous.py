@@ -12,6 +12,7 @@ requests per connection, a per-message size cap, and an idle timeout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import time
@@ -34,8 +35,8 @@ from zmesh.sansio.signaling.rendezvous import (
     MAX_MESSAGE_SIZE,
     Fetch,
     Publish,
-    RecordStore,
     Records,
+    RecordStore,
     Result,
     decode_message,
     encode_message,
@@ -149,10 +150,10 @@ class RendezvousService:
 
     async def _guarded_handler(self, request: WebSocketRequest) -> None:
         # A misbehaving client must never take the service down.
-        try:
+        with contextlib.suppress(
+            ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError
+        ):
             await self._handler(request)
-        except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
 
 
 async def _request(url: str, message: bytes, timeout: float) -> bytes:
@@ -160,13 +161,21 @@ async def _request(url: str, message: bytes, timeout: float) -> bytes:
     try:
         with trio.fail_after(timeout):
             async with open_websocket_url(
-                url, ctx, max_message_size=MAX_MESSAGE_SIZE, connect_timeout=timeout,
+                url,
+                ctx,
+                max_message_size=MAX_MESSAGE_SIZE,
+                connect_timeout=timeout,
                 disconnect_timeout=2,
             ) as ws:
                 await ws.send_message(message)
                 reply = await ws.get_message()
-    except (HandshakeError, ConnectionClosed, OSError, trio.TooSlowError,
-            trio.BrokenResourceError) as exc:
+    except (
+        HandshakeError,
+        ConnectionClosed,
+        OSError,
+        trio.TooSlowError,
+        trio.BrokenResourceError,
+    ) as exc:
         raise RendezvousError(f"rendezvous {url} unreachable: {exc.__class__.__name__}") from exc
     if not isinstance(reply, bytes):
         raise RendezvousError("rendezvous replied with text")

@@ -9,6 +9,7 @@ One request per connection. Malformed requests get ``400`` and a close.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Mapping
 
@@ -63,7 +64,9 @@ async def _read_head(stream: trio.abc.Stream) -> tuple[bytes, bytes]:
     return head, rest
 
 
-async def _respond(stream: trio.abc.Stream, status: str, body: bytes, ctype: str = "text/plain") -> None:
+async def _respond(
+    stream: trio.abc.Stream, status: str, body: bytes, ctype: str = "text/plain"
+) -> None:
     head = (
         f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
@@ -165,16 +168,16 @@ def main(argv: list[str] | None = None) -> int:
         async with trio.open_nursery() as nursery:
             port = await nursery.start(
                 lambda task_status: serve_test_site(
-                    {"/": b"zmesh test site\n"}, host=args.host, port=args.port,
+                    {"/": b"zmesh test site\n"},
+                    host=args.host,
+                    port=args.port,
                     task_status=task_status,
                 )
             )
             print(json.dumps({"ready": True, "port": port}), flush=True)
 
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         trio.run(run)
-    except KeyboardInterrupt:
-        pass
     return 0
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -25,6 +26,8 @@ import trio
 
 from zmesh.io_trio.link import LinkClosed, LinkStats
 from zmesh.io_trio.udp import UdpEndpoint
+from zmesh.sansio.tetrys.config import TetrysConfig
+from zmesh.sansio.tetrys.link import CELL_SIZE, CellReceived, CellsLost, TetrysLink
 from zmesh.sansio.webrtc import dtls as _dtls
 from zmesh.sansio.webrtc import ice as _ice
 from zmesh.sansio.webrtc.peerconnection import (
@@ -36,16 +39,16 @@ from zmesh.sansio.webrtc.peerconnection import (
 )
 from zmesh.sansio.webrtc.sctp import SendBufferFull
 from zmesh.sansio.webrtc.sdp import SessionDescription
-from zmesh.sansio.wire import DEFAULT_RANDOM, LocalProtocolError, RandomSource
+from zmesh.sansio.wire import DEFAULT_RANDOM, LocalProtocolError, ProtocolError, RandomSource
 
 __all__ = ["WebRtcPeer", "WebRtcChannel", "WebRtcError", "WebRtcLink", "ChannelClosedError"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
-INBOX_SIZE: Final = 8192  # datagrams between the endpoint's reader and the connection task
 CHANNEL_QUEUE: Final = 8192  # received messages per channel before the driver waits
 ACCEPT_QUEUE: Final = 256
+BACKLOG: Final = 4096  # datagrams the kernel refused while the reader was feeding us
 SEND_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes buffered in SCTP before send() waits
 GATHER_TIMEOUT: Final = 3.0
 
@@ -139,8 +142,11 @@ class WebRtcPeer:
         self.pc = PeerConnection(random=random, certificate=certificate, ice_config=ice_config,
                                  sctp_factory=sctp_factory)
         self._stun_servers = list(stun_servers)
-        self._inbox_send, self._inbox_recv = trio.open_memory_channel[
-            tuple[bytes, Address] | None](INBOX_SIZE)
+        # Wakeups for the connection task (datagrams themselves are fed in by deliver()).
+        self._inbox_send, self._inbox_recv = trio.open_memory_channel[None](1)
+        self._kicked = False
+        self._closing = False
+        self._backlog: deque[tuple[bytes, Address]] = deque(maxlen=BACKLOG)
         self._accept_send, self._accept_recv = trio.open_memory_channel[WebRtcChannel](
             ACCEPT_QUEUE)
         self._channels: dict[int, WebRtcChannel] = {}
@@ -161,10 +167,20 @@ class WebRtcPeer:
         return self.pc.ice.local_ufrag if self.pc.ice is not None else ""
 
     def deliver(self, data: bytes, source: Address) -> None:
+        """Called by the endpoint's reader for each datagram: feed it in at once (one trio
+        thread, so no locking) and wake the connection task to send what it produced."""
+        if self._closing:
+            return
         try:
-            self._inbox_send.send_nowait((data, source))
-        except trio.WouldBlock:
+            self.pc.receive_datagram(data, source, trio.current_time())
+        except Exception:  # a bug in one connection must not take the shared port down
+            log.exception("peer connection failed on an incoming datagram")
             self.inbox_dropped += 1
+        # SACKs and handshake replies leave now, not after the reader's whole burst.
+        for reply, destination in self.pc.ready_datagrams():
+            if not self.endpoint.send_nowait(reply, destination, self):
+                self._backlog.append((reply, destination))
+        self._kick()
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -186,6 +202,7 @@ class WebRtcPeer:
             if self.pc.state is not ConnectionState.CLOSED:
                 self.pc.close(trio.current_time())
                 await self._flush()
+        self._closing = True
         self.endpoint.detach(self)
         for channel in self._channels.values():
             channel._remote_closed()
@@ -267,6 +284,9 @@ class WebRtcPeer:
     # -- the loop ------------------------------------------------------------------------------
 
     def _kick(self) -> None:
+        if self._kicked:
+            return  # one wakeup is already pending
+        self._kicked = True
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             self._inbox_send.send_nowait(None)
 
@@ -280,31 +300,18 @@ class WebRtcPeer:
             await self._flush()
             self._dispatch_events()
             timer = pc.get_timer()
-            deadline = timer if timer is not None else math.inf
-            item: tuple[bytes, Address] | None = None
-            with trio.move_on_at(deadline) as scope:
-                item = await self._inbox_recv.receive()
+            with trio.move_on_at(timer if timer is not None else math.inf) as scope:
+                await self._inbox_recv.receive()
+            self._kicked = False
             now = trio.current_time()
-            if scope.cancelled_caught:
-                pc.handle_timer(now)
-                continue
-            batch = 0
-            while True:
-                if item is not None:
-                    pc.receive_datagram(item[0], item[1], now)
-                batch += 1
-                if batch >= 64:  # let timers and output run between bursts
-                    break
-                try:
-                    item = self._inbox_recv.receive_nowait()
-                except trio.WouldBlock:
-                    break
-            timer = pc.get_timer()
-            if timer is not None and timer <= now:
+            if scope.cancelled_caught or (timer is not None and timer <= now):
                 pc.handle_timer(now)
 
     async def _flush(self) -> None:
         now = trio.current_time()
+        while self._backlog:
+            data, destination = self._backlog.popleft()
+            await self.endpoint.sendto(data, destination, self)
         for data, destination in self.pc.datagrams_to_send(now):
             if not self.endpoint.send_nowait(data, destination, self):
                 await self.endpoint.sendto(data, destination, self)
@@ -375,15 +382,87 @@ class _LinkChannels:
     cells: WebRtcChannel
 
 
+class _TetrysCells:
+    """Cells through a :class:`TetrysLink` over an unordered, unreliable channel (RFC 9407).
+
+    Three duties, one task each in the peer's nursery: feed received datagrams to Tetrys, fire
+    its timers, and pass recovered cells (in order) to ``receive``. Sending encodes at once.
+    """
+
+    def __init__(self, peer: WebRtcPeer, channel: WebRtcChannel) -> None:
+        self.channel = channel
+        self.tetrys = TetrysLink(TetrysConfig(symbol_size=CELL_SIZE, in_order=True))
+        self.cells_send, self.cells_recv = trio.open_memory_channel[bytes](CHANNEL_QUEUE)
+        self.lost = 0
+        self.malformed = 0
+        self._wake = trio.Event()
+        if peer._nursery is None:
+            raise WebRtcError("peer is not running")
+        peer._nursery.start_soon(self._reader)
+        peer._nursery.start_soon(self._timers)
+
+    async def send(self, cell: bytes) -> None:
+        self.tetrys.send_cell(cell, trio.current_time())
+        await self._flush()
+        self._wake.set()
+
+    async def _flush(self) -> None:
+        for datagram in self.tetrys.datagrams_to_send(trio.current_time()):
+            await self.channel.send(datagram)
+
+    def _deliver(self) -> None:
+        while (event := self.tetrys.next_event()) is not None:
+            if isinstance(event, CellReceived):
+                try:
+                    self.cells_send.send_nowait(event.cell)
+                except trio.WouldBlock:
+                    self.lost += 1
+            elif isinstance(event, CellsLost):
+                self.lost += event.count
+
+    async def _reader(self) -> None:
+        try:
+            async for message in self.channel:
+                if not isinstance(message, bytes):
+                    self.malformed += 1
+                    continue
+                try:
+                    self.tetrys.receive_datagram(message, trio.current_time())
+                except ProtocolError:
+                    self.malformed += 1
+                self._deliver()
+                await self._flush()  # window updates go back at once
+                self._wake.set()
+        finally:
+            self.cells_send.close()
+
+    async def _timers(self) -> None:
+        while True:
+            timer = self.tetrys.get_timer()
+            with trio.move_on_at(timer if timer is not None else math.inf):
+                await self._wake.wait()
+            self._wake = trio.Event()
+            now = trio.current_time()
+            if timer is not None and timer <= now:
+                self.tetrys.handle_timer(now)
+                self._deliver()
+                with contextlib.suppress(ChannelClosedError, WebRtcError):
+                    await self._flush()
+
+
 class WebRtcLink:
     """The common :class:`~zmesh.io_trio.link.Link` over a WebRTC peer connection.
 
-    Cells travel on a reliable, ordered channel labelled ``zmesh-cells`` (the Tetrys-protected
-    unordered channel is not wired in yet); ``zmesh-control`` carries link control. The peer id
-    is whatever the caller authenticated at the signaling layer.
+    By default cells travel on a reliable, ordered channel labelled ``zmesh-cells``. With
+    ``fec=True`` they travel on ``zmesh-cells-fec``, an unordered channel with
+    ``maxRetransmits: 0``, protected by Tetrys (:mod:`zmesh.sansio.tetrys.link`), which
+    restores order and repairs loss without retransmission delay (cells it cannot repair are
+    counted in ``stats.extra["cells_lost"]``). ``zmesh-control`` carries link control. The peer
+    id is whatever the caller authenticated at the signaling layer.
     """
 
     CELLS_LABEL: Final = "zmesh-cells"
+    FEC_LABEL: Final = "zmesh-cells-fec"
     CONTROL_LABEL: Final = "zmesh-control"
 
     def __init__(self, peer: WebRtcPeer, peer_id: bytes, channels: _LinkChannels) -> None:
@@ -392,23 +471,31 @@ class WebRtcLink:
         self._channels = channels
         self._stats = LinkStats()
         self._closed = False
+        self._fec = _TetrysCells(peer, channels.cells) \
+            if channels.cells.label == self.FEC_LABEL else None
 
     @classmethod
-    async def open(cls, peer: WebRtcPeer, peer_id: bytes) -> WebRtcLink:
+    async def open(cls, peer: WebRtcPeer, peer_id: bytes, *, fec: bool = False) -> WebRtcLink:
         """On the side that made the offer: open both channels."""
         control = await peer.create_channel(cls.CONTROL_LABEL)
-        cells = await peer.create_channel(cls.CELLS_LABEL)
+        if fec:
+            cells = await peer.create_channel(cls.FEC_LABEL, ordered=False, max_retransmits=0)
+        else:
+            cells = await peer.create_channel(cls.CELLS_LABEL)
         return cls(peer, peer_id, _LinkChannels(control, cells))
 
     @classmethod
     async def accept(cls, peer: WebRtcPeer, peer_id: bytes) -> WebRtcLink:
         """On the answering side: wait for the two channels the offerer opens."""
-        found: dict[str, WebRtcChannel] = {}
-        while len(found) < 2:
+        control: WebRtcChannel | None = None
+        cells: WebRtcChannel | None = None
+        while control is None or cells is None:
             channel = await peer.accept_channel()
-            if channel.label in (cls.CONTROL_LABEL, cls.CELLS_LABEL):
-                found[channel.label] = channel
-        return cls(peer, peer_id, _LinkChannels(found[cls.CONTROL_LABEL], found[cls.CELLS_LABEL]))
+            if channel.label == cls.CONTROL_LABEL:
+                control = channel
+            elif channel.label in (cls.CELLS_LABEL, cls.FEC_LABEL):
+                cells = channel
+        return cls(peer, peer_id, _LinkChannels(control, cells))
 
     @property
     def peer_id(self) -> bytes:
@@ -420,19 +507,37 @@ class WebRtcLink:
 
     @property
     def stats(self) -> LinkStats:
+        if self._fec is not None:
+            tetrys = self._fec.tetrys.stats
+            self._stats.fec_repair_ratio = tetrys.repair_ratio
+            self._stats.extra["cells_lost"] = float(self._fec.lost)
+            self._stats.extra["cells_recovered"] = float(tetrys.recovered)
+            self._stats.extra["loss_ema"] = tetrys.loss_ema
+            self._stats.dropped_malformed = self._fec.malformed
         return self._stats
 
     async def send_cell(self, cell: bytes) -> None:
         if self._closed:
             raise LinkClosed("closed")
         try:
-            await self._channels.cells.send(cell)
+            if self._fec is not None:
+                await self._fec.send(cell)
+            else:
+                await self._channels.cells.send(cell)
         except (ChannelClosedError, WebRtcError) as exc:
             raise LinkClosed(str(exc) or "channel closed") from None
         self._stats.cells_sent += 1
         self._stats.bytes_sent += len(cell)
 
     async def receive_cell(self) -> bytes:
+        if self._fec is not None:
+            try:
+                cell = await self._fec.cells_recv.receive()
+            except (trio.EndOfChannel, trio.ClosedResourceError):
+                raise LinkClosed(self._peer.failure or "channel closed") from None
+            self._stats.cells_received += 1
+            self._stats.bytes_received += len(cell)
+            return cell
         while True:
             try:
                 message = await self._channels.cells.receive()

@@ -22,14 +22,15 @@ to be consumed, so back-pressure reaches the peer's TCP window.
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import math
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import trio
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import (
     AcceptConnection,
@@ -69,7 +70,7 @@ MAX_CELLS_PER_MESSAGE = 64  # 64 KiB messages: one TLS write of ~4 records
 LINK_PATH = "/zmesh/link"
 SUBPROTOCOL = "zmesh-link.v1"
 MAX_HANDSHAKE_MESSAGE = 256
-RECEIVE_CHUNK = 256 * 1024
+RECEIVE_CHUNK = 64 * 1024
 _PING = struct.Struct("!Q")
 
 
@@ -105,7 +106,7 @@ class _Transport:
             data = await self.stream.receive_some(RECEIVE_CHUNK)
             if not data:
                 raise LinkClosed("peer closed the connection")
-            self.ws.receive_data(data)
+            self.ws.receive_data(cast(bytes, data))  # bytearray works; wsproto's hint is narrow
             self._events.extend(self.ws.events())
         return self._events.popleft()
 
@@ -248,15 +249,13 @@ class WebSocketLink:
             self._close("closed locally")
             with trio.move_on_after(1) as scope:
                 scope.shield = True
-                try:
-                    await self._t.send(CloseConnection(code=1000, reason="bye"))
-                except (
+                with contextlib.suppress(
                     trio.BrokenResourceError,
                     trio.ClosedResourceError,
                     trio.BusyResourceError,
                     WsLocalError,
                 ):
-                    pass
+                    await self._t.send(CloseConnection(code=1000, reason="bye"))
         self._cancel.cancel()
         with trio.CancelScope(shield=True):
             await self._t.stream.aclose()
@@ -285,7 +284,7 @@ class WebSocketLink:
                 await self._t.stream.aclose()
 
     async def _reader(self) -> None:
-        parts: list[bytes] = []
+        parts: list[bytes | bytearray] = []
         size = 0
         limit = MAX_CELLS_PER_MESSAGE * CELL_SIZE
         stats = self._stats
@@ -412,9 +411,7 @@ class WebSocketLink:
         await trio.lowlevel.checkpoint()
 
 
-async def _authenticate(
-    transport: _Transport, auth: LinkAuthenticator
-) -> None:
+async def _authenticate(transport: _Transport, auth: LinkAuthenticator) -> None:
     outgoing = auth.start()
     if outgoing:
         await transport.send(*(Message(data=m) for m in outgoing))

@@ -18,10 +18,12 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 from zmesh.sansio.onion import (
+    CellCommand,
     CircuitBuilt,
     CircuitDestroyed,
     CircuitHandle,
     CircuitOpened,
+    DestroyReason,
     LinkNeeded,
     OnionConfig,
     OnionEvent,
@@ -30,6 +32,7 @@ from zmesh.sansio.onion import (
     RelayMessageReceived,
     RouteHop,
 )
+from zmesh.sansio.onion.cells import parse_cell
 from zmesh.sansio.onion.keyring import SphinxKeyRing
 from zmesh.sansio.onion.sphinx import ZMESH_GEOMETRY
 from zmesh.sansio.wire import ProtocolError
@@ -99,6 +102,7 @@ class OnionMesh:
     events: dict[str, list[OnionEvent]] = field(default_factory=dict)
     links: dict[frozenset[str], SimLink] = field(default_factory=dict)
     on_event: Callable[[str, OnionEvent], None] | None = None
+    keep_messages: bool = True  # False: RelayMessageReceived only goes to on_event (bulk runs)
 
     def __post_init__(self) -> None:
         rng = random.Random(self.sim.rng.getrandbits(64))
@@ -161,7 +165,9 @@ class OnionMesh:
         for name in names:
             ring = self.node(name).keyring
             epoch = ring.epoch_at(self.sim.now)
-            hops.append(RouteHop(self.node(name).node_id, ring.public_keys(self.sim.now)[epoch], epoch))
+            hops.append(
+                RouteHop(self.node(name).node_id, ring.public_keys(self.sim.now)[epoch], epoch)
+            )
         return hops
 
     def build(self, client: str, path: list[str], aead: str = "chacha20-poly1305") -> CircuitHandle:
@@ -180,7 +186,8 @@ class OnionMesh:
             self.sim.schedule(self.sim.now + LINK_SETUP, lambda: self.connect(name, peer))
         if self.on_event is not None:
             self.on_event(name, event)
-        self.events[name].append(event)
+        if self.keep_messages or not isinstance(event, RelayMessageReceived):
+            self.events[name].append(event)
 
 
 # -- the demo --------------------------------------------------------------------------------
@@ -192,7 +199,7 @@ def _short(node_id: bytes) -> str:
 
 def run(args: argparse.Namespace) -> int:
     seed = int(getattr(args, "seed", 1))
-    count = max(4, int(getattr(args, "nodes", 8)))
+    count = max(4, int(getattr(args, "nodes", None) or 8))
     hops = int(getattr(args, "hops", 2))
     if hops not in (2, 3):
         print("hops must be 2 or 3")
@@ -216,10 +223,14 @@ def run(args: argparse.Namespace) -> int:
             text = event.payload.decode(errors="replace")
             lines.append(f"  {t}  {name} receives {event.kind.name}: {text!r}")
         elif isinstance(event, CircuitDestroyed):
-            lines.append(f"  {t}  {name}: circuit closed ({event.reason.name}, {event.origin.value})")
+            lines.append(
+                f"  {t}  {name}: circuit closed ({event.reason.name}, {event.origin.value})"
+            )
 
     mesh = OnionMesh(sim, names, on_event=narrate)
     mesh.connect_randomly(degree=3)
+    for name, endpoint in mesh.endpoints.items():
+        endpoint.rewrite = _tracer(name, sim, lines)
     rng = random.Random(seed)
     relays = names[1:]
     first = rng.choice(mesh.neighbours("you"))
@@ -243,20 +254,21 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("building the circuit with one Sphinx packet")
     handle = mesh.build("you", path)
-    lines.append(f"  t={0.0:7.1f} ms  you send CREATE to {path[0]} (Sphinx header for {hops} hops)")
     sim.run_until(lambda: any(isinstance(e, CircuitBuilt) for e in mesh.events["you"]), 10.0)
     _flush(lines)
     if not mesh.take("you", CircuitBuilt):
         print("  the circuit did not come up")
         return 1
     exit_name = path[-1]
-    (opened,) = mesh.take(exit_name, CircuitOpened)
-    exit_handle = opened.circuit  # type: ignore[attr-defined]
+    opened = mesh.take(exit_name, CircuitOpened)[0]
+    assert isinstance(opened, CircuitOpened)
+    exit_handle = opened.circuit
 
     print()
     print("a message across every hop and a reply back")
-    before = {n: mesh.node(n).stats.cells_sent for n in names}
-    mesh.node("you").send_relay_message(handle, RelayKind.E2E_MESSAGE, b"hello from the edge", sim.now)
+    mesh.node("you").send_relay_message(
+        handle, RelayKind.E2E_MESSAGE, b"hello from the edge", sim.now
+    )
     sim.poke("you")
     sim.run_until(lambda: bool(mesh.events[exit_name]), 5.0)
     mesh.node(exit_name).send_relay_message(
@@ -269,16 +281,19 @@ def run(args: argparse.Namespace) -> int:
     print()
     print("cells per node (every cell is 1024 bytes on every link)")
     print(f"  {'node':<8} {'role':<10} {'sent':>5} {'recv':>5} {'fwd':>5} {'back':>5}")
-    roles = {"you": "client", exit_name: "exit"} | {p: f"hop {i + 1}" for i, p in enumerate(path[:-1])}
+    roles = {"you": "client", exit_name: "exit"} | {
+        p: f"hop {i + 1}" for i, p in enumerate(path[:-1])
+    }
     for name in ["you", *path]:
         stats = mesh.node(name).stats
         print(
             f"  {name:<8} {roles[name]:<10} {stats.cells_sent:>5} {stats.cells_received:>5} "
             f"{stats.relayed_forward:>5} {stats.relayed_backward:>5}"
         )
-    del before
     print()
-    mesh.node("you").destroy_circuit(handle, _requested(), sim.now)
+    print("closing the circuit")
+    mesh.node("you").destroy_circuit(handle, DestroyReason.REQUESTED, sim.now)
+    mesh.endpoints["you"].drain_events()
     sim.poke("you")
     sim.run(until=sim.now + 1.0)
     _flush(lines)
@@ -288,10 +303,27 @@ def run(args: argparse.Namespace) -> int:
     return 0 if errors == 0 else 1
 
 
-def _requested():  # type: ignore[no-untyped-def]
-    from zmesh.sansio.onion import DestroyReason
+_WHAT = {
+    CellCommand.CREATE: "CREATE   (Sphinx header: peel one layer, forward the rest)",
+    CellCommand.CREATED: "CREATED  (key shares + confirmations, one layer per hop)",
+    CellCommand.RELAY: "RELAY",
+    CellCommand.DESTROY: "DESTROY",
+}
 
-    return DestroyReason.REQUESTED
+
+def _tracer(name: str, sim: Simulator, lines: list[str]) -> Callable[[Hashable, bytes], bytes]:
+    """A rewrite hook that rewrites nothing: it narrates each cell a node sends."""
+
+    def trace(port: Hashable, cell: bytes) -> bytes:
+        parsed = parse_cell(cell)
+        what = _WHAT.get(parsed.command, parsed.command.name)
+        lines.append(
+            f"  t={sim.now * 1000:7.1f} ms  {name} → {port}: {what}"
+            f"  [circuit id {parsed.circuit_id:#010x}]"
+        )
+        return cell
+
+    return trace
 
 
 def _flush(lines: list[str]) -> None:

@@ -21,6 +21,7 @@ import trio
 
 from zmesh.io_trio.udp import UdpEndpoint
 from zmesh.io_trio.webrtc import ChannelClosedError, WebRtcChannel, WebRtcError, WebRtcPeer
+from zmesh.sansio.webrtc.sdp import SessionDescription
 from zmesh.sansio.wire import ProtocolError
 
 log = logging.getLogger("zmesh.webrtc_echo")
@@ -193,7 +194,15 @@ class EchoServer:
     async def handle_offer(self, nursery: trio.Nursery, offer: str) -> str:
         if len(self.peers) >= MAX_PEERS:
             raise WebRtcError("too many peers")
-        answer: str = await nursery.start(self._run_peer, offer)
+        SessionDescription.parse(offer, "offer")  # a bad offer fails here, with a clear message
+        try:
+            answer: str = await nursery.start(self._run_peer, offer)
+        except ExceptionGroup as group:
+            # Errors from inside the peer's task arrive grouped; report the first one plainly.
+            first = group.exceptions[0]
+            if isinstance(first, ProtocolError | WebRtcError):
+                raise first from None
+            raise
         return answer
 
     async def _run_peer(self, offer: str,

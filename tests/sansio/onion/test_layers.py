@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -77,15 +78,18 @@ def test_any_modified_forward_byte_is_caught_by_the_next_hop(position: int, bit:
     """Tagging: whatever byte hop 1 flips (data, its successors' tags, its own pad), hop 2
     (or the exit) rejects the cell."""
     client, relays, exit_ = _circuit(3)
-    cell = relays[0].forward(client.seal_forward(encode_relay_message(RelayKind.STREAM, b"hi"), HEADER), HEADER)
+    cell = relays[0].forward(
+        client.seal_forward(encode_relay_message(RelayKind.STREAM, b"hi"), HEADER), HEADER
+    )
     tampered = bytearray(cell)
     tampered[position] ^= 1 << bit
     with pytest.raises(AuthenticationFailed):
         relays[1].forward(bytes(tampered), HEADER)
     # State unchanged: the genuine cell still goes through.
-    assert exit_.open_forward(relays[1].forward(cell, HEADER))[:5] == encode_relay_message(
-        RelayKind.STREAM, b"hi"
-    )[:5]
+    assert (
+        exit_.open_forward(relays[1].forward(cell, HEADER))[:5]
+        == encode_relay_message(RelayKind.STREAM, b"hi")[:5]
+    )
 
 
 @given(position=st.integers(CELL_HEADER_SIZE, CELL_HEADER_SIZE + DATA_SIZE + 15))
@@ -114,7 +118,7 @@ def test_no_16_byte_window_repeats_across_links() -> None:
         for relay in reversed(relays):
             back.append(relay.backward(back[-1], HEADER))
         for chain in (cells, back):
-            for a, b in zip(chain, chain[1:], strict=False):
+            for a, b in itertools.pairwise(chain):
                 windows = {a[i : i + 16] for i in range(CELL_HEADER_SIZE, CELL_SIZE - 15)}
                 assert not any(
                     b[i : i + 16] in windows for i in range(CELL_HEADER_SIZE, CELL_SIZE - 15)
@@ -125,7 +129,9 @@ def test_two_and_three_hop_cells_are_the_same_size_everywhere() -> None:
     sizes = set()
     for hops in (2, 3):
         client, relays, _ = _circuit(hops)
-        cell = client.seal_forward(encode_relay_message(RelayKind.STREAM, bytes(MAX_RELAY_PAYLOAD)), HEADER)
+        cell = client.seal_forward(
+            encode_relay_message(RelayKind.STREAM, bytes(MAX_RELAY_PAYLOAD)), HEADER
+        )
         sizes.add(len(cell))
         for relay in relays:
             cell = relay.forward(cell, HEADER)
@@ -135,7 +141,7 @@ def test_two_and_three_hop_cells_are_the_same_size_everywhere() -> None:
 
 def test_exit_rejects_replayed_cell() -> None:
     """Implicit counters: the same cell twice fails the second time (no replay inside a circuit)."""
-    client, relays, exit_ = _circuit(1)
+    client, _relays, exit_ = _circuit(1)
     cell = client.seal_forward(encode_relay_message(RelayKind.E2E_MESSAGE, b"once"), HEADER)
     assert parse_relay_message(exit_.open_forward(cell)) == (RelayKind.E2E_MESSAGE, b"once")
     with pytest.raises(AuthenticationFailed):

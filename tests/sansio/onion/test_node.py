@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))  # pytest 9 imports tests without their dir
-from onion_wiring import Wiring  # noqa: E402
+from onion_wiring import Wiring
 
 from zmesh.sansio.onion import (
     CELL_SIZE,
@@ -49,7 +49,9 @@ def _line(hops: int, **config: object) -> Wiring:
 
 def _built(hops: int, aead: str = "chacha20-poly1305", **config: object):  # type: ignore[no-untyped-def]
     w = _line(hops, **config)
-    handle = w.nodes["n0"].build_circuit(w.route(*[f"n{i}" for i in range(1, hops + 1)]), 0.0, aead=aead)
+    handle = w.nodes["n0"].build_circuit(
+        w.route(*[f"n{i}" for i in range(1, hops + 1)]), 0.0, aead=aead
+    )
     w.pump()
     (built,) = w.take("n0", CircuitBuilt)
     (opened,) = w.take(f"n{hops}", CircuitOpened)
@@ -84,11 +86,15 @@ def test_build_and_talk_both_ways(hops: int, aead: str) -> None:
     for i in range(5):
         payload = bytes([i]) * (i * 200 if i < 4 else MAX_RELAY_PAYLOAD)
         w.nodes["n0"].send_relay_message(client, RelayKind.STREAM, payload, 0.0)
-        w.nodes[f"n{hops}"].send_relay_message(exit_handle, RelayKind.E2E_MESSAGE, payload[::-1], 0.0)
+        w.nodes[f"n{hops}"].send_relay_message(
+            exit_handle, RelayKind.E2E_MESSAGE, payload[::-1], 0.0
+        )
     w.pump()
     at_exit = w.take(f"n{hops}", RelayMessageReceived)
     at_client = w.take("n0", RelayMessageReceived)
-    assert [m.payload for m in at_exit] == [bytes([i]) * (i * 200 if i < 4 else MAX_RELAY_PAYLOAD) for i in range(5)]
+    assert [m.payload for m in at_exit] == [
+        bytes([i]) * (i * 200 if i < 4 else MAX_RELAY_PAYLOAD) for i in range(5)
+    ]
     assert [m.kind for m in at_client] == [RelayKind.E2E_MESSAGE] * 5
     assert at_client[4].payload == bytes([4]) * MAX_RELAY_PAYLOAD
     assert all(e.circuit == client for e in at_client)
@@ -161,7 +167,7 @@ def test_tagging_relay_is_caught_and_the_circuit_torn_down() -> None:
 
 
 def test_tagged_backward_cell_is_caught_by_the_client() -> None:
-    w, client, exit_handle = _built(2)
+    w, _client, exit_handle = _built(2)
 
     def tag(src: str, dst: str, cell: bytes) -> bytes:
         if (src, dst) == ("n2", "n1") and parse_cell(cell).command is CellCommand.RELAY:
@@ -192,13 +198,17 @@ def test_replayed_create_is_rejected() -> None:
     w.pump()
     assert w.take("n0", CircuitBuilt)
     # An observer replays the CREATE on a new circuit id of the same link.
-    replay = encode_cell(parse_cell(captured[0]).circuit_id ^ 0x1234, CellCommand.CREATE, bytes(parse_cell(captured[0]).body))
+    replay = encode_cell(
+        parse_cell(captured[0]).circuit_id ^ 0x1234,
+        CellCommand.CREATE,
+        bytes(parse_cell(captured[0]).body),
+    )
     before = _snapshot(w.nodes["n1"])
     with pytest.raises(ReplayedInput):
         w.nodes["n1"].receive_cell(("n1", "n0"), replay, 0.0)
     after = _snapshot(w.nodes["n1"])
     assert before[:5] == after[:5]
-    (_, destroy), = w.nodes["n1"].cells_to_send()
+    ((_, destroy),) = w.nodes["n1"].cells_to_send()
     assert parse_cell(destroy).command is CellCommand.DESTROY
 
 
@@ -226,10 +236,14 @@ def test_circuit_ids_split_the_space_per_link() -> None:
     w = _line(2)
     lower = w.nodes["n0"].node_id < w.nodes["n1"].node_id
     w.nodes["n0"].build_circuit(w.route("n1", "n2"), 0.0)
-    (_, create), = w.nodes["n0"].cells_to_send()
+    ((_, create),) = w.nodes["n0"].cells_to_send()
     assert bool(parse_cell(create).circuit_id & CIRCUIT_ID_HIGH_BIT) == lower
     # A CREATE from the peer with an id from our own half is refused.
-    own_half = encode_cell(5 | (CIRCUIT_ID_HIGH_BIT if lower else 0), CellCommand.CREATE, bytes(parse_cell(create).body))
+    own_half = encode_cell(
+        5 | (CIRCUIT_ID_HIGH_BIT if lower else 0),
+        CellCommand.CREATE,
+        bytes(parse_cell(create).body),
+    )
     with pytest.raises(MalformedInput):
         w.nodes["n0"].receive_cell(("n0", "n1"), own_half, 0.0)
 
@@ -287,7 +301,7 @@ def test_late_cells_after_destroy_are_counted_not_errors() -> None:
     w.pump()
     w.take("n0", CircuitDestroyed)
     # The exit's cell crossed the DESTROY on the wire; n1 has already forgotten the circuit.
-    (_, cell), = late
+    ((_, cell),) = late
     w.nodes["n1"].receive_cell(("n1", "n2"), cell, 0.0)
     w.pump()
     assert any(isinstance(e, CellDropped) for e in w.events["n1"])
@@ -311,7 +325,9 @@ def test_bounds_are_enforced() -> None:
     assert len(w.take("n2", RelayMessageReceived)) == 8
     # A third CREATE at a relay whose table is full is refused with a DESTROY.
     w2 = Wiring(4, config=OnionConfig(max_circuits=1))
-    w2.connect("n0", "n1"); w2.connect("n3", "n1"); w2.connect("n1", "n2")  # noqa: E702
+    w2.connect("n0", "n1")
+    w2.connect("n3", "n1")
+    w2.connect("n1", "n2")
     w2.nodes["n0"].build_circuit(w2.route("n1", "n2"), 0.0)
     w2.pump()
     w2.nodes["n3"].build_circuit(w2.route("n1", "n2"), 0.0)
@@ -339,9 +355,7 @@ _CELL_COMMANDS = st.sampled_from([c for c in CellCommand if c is not CellCommand
 @given(
     data=st.one_of(
         st.binary(max_size=CELL_SIZE + 4),
-        st.builds(
-            encode_cell, st.integers(1, 2**32 - 1), _CELL_COMMANDS, st.binary(max_size=1019)
-        ),
+        st.builds(encode_cell, st.integers(1, 2**32 - 1), _CELL_COMMANDS, st.binary(max_size=1019)),
         st.tuples(st.integers(0, 2), st.integers(0, CELL_SIZE - 1), st.integers(1, 255)),
     ),
     from_client=st.booleans(),
@@ -378,3 +392,20 @@ def test_hostile_cells_raise_protocol_errors_and_change_nothing(
         for cell in cells:
             node.receive_cell(("n1", "n0"), cell, 0.0)
         return
+
+
+def test_status_counters() -> None:
+    w, client, exit_handle = _built(3)
+    for _ in range(3):
+        w.nodes["n0"].send_relay_message(client, RelayKind.STREAM, b"up", 0.0)
+    w.nodes["n3"].send_relay_message(exit_handle, RelayKind.STREAM, b"down", 0.0)
+    w.pump()
+    (relayed,) = w.nodes["n2"].relayed_circuits()
+    assert (relayed.previous_peer, relayed.next_peer) == (
+        w.nodes["n1"].node_id,
+        w.nodes["n3"].node_id,
+    )
+    assert (relayed.cells_forward, relayed.cells_backward) == (3, 1)
+    assert w.nodes["n0"].circuit_info(client).cells_sent == 3
+    assert w.nodes["n0"].circuit_info(client).cells_received == 1
+    assert w.nodes["n3"].circuit_info(exit_handle).cells_received == 3

@@ -29,7 +29,9 @@ def _setup(n: int, aead: CellAead = CellAead.CHACHA20_POLY1305, seed: int = 5): 
         ClientHopHandshake(is_exit=i == n - 1, aead=aead, random=rng.randbytes) for i in range(n)
     ]
     secrets = [rng.randbytes(32) for _ in range(n)]
-    responses = [respond(h.setup, s, rng.randbytes) for h, s in zip(handshakes, secrets, strict=True)]
+    responses = [
+        respond(h.setup, s, rng.randbytes) for h, s in zip(handshakes, secrets, strict=True)
+    ]
     body = None
     for r in reversed(responses):
         body = wrap_created(r.reply_key, r.record, body, rng.randbytes)
@@ -71,7 +73,7 @@ def test_repr_hides_keys() -> None:
 
 def test_created_body_changes_at_every_hop() -> None:
     rng = _rng(9)
-    handshakes, secrets, responses, _ = _setup(3)
+    _handshakes, _secrets, responses, _ = _setup(3)
     inner = wrap_created(responses[2].reply_key, responses[2].record, None, rng.randbytes)
     middle = wrap_created(responses[1].reply_key, responses[1].record, inner, rng.randbytes)
     # No 16-byte window of one link's body shows up on the next link.

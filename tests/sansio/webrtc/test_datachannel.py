@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
 
 import pytest
 
@@ -43,9 +42,7 @@ def connected(**kwargs: object) -> tuple[DataChannelEndpoint, DataChannelEndpoin
     a, b, lb = endpoints(**kwargs)  # type: ignore[arg-type]
     a.connect(0.0)
     b.connect(0.0)
-    assert lb.run(
-        lambda: a.association.is_established and b.association.is_established, timeout=10
-    )
+    assert lb.run(lambda: a.association.is_established and b.association.is_established, timeout=10)
     return a, b, lb
 
 
@@ -90,8 +87,9 @@ def test_stream_id_parity_by_dtls_role() -> None:
     ids_b = [b.create_channel(f"b{i}", now=lb.now).id for i in range(3)]
     assert ids_a == [0, 2, 4] and ids_b == [1, 3, 5]
     assert lb.run(
-        lambda: len(of_type(lb, "a", ChannelOpened)) == 6
-        and len(of_type(lb, "b", ChannelOpened)) == 6
+        lambda: (
+            len(of_type(lb, "a", ChannelOpened)) == 6 and len(of_type(lb, "b", ChannelOpened)) == 6
+        )
     )
 
 
@@ -121,8 +119,10 @@ def test_hundred_channels_opened_and_closed() -> None:
     for c in chans:
         a.close_channel(c.id, lb.now)
     assert lb.run(
-        lambda: len(of_type(lb, "a", ChannelClosed)) == 100
-        and len(of_type(lb, "b", ChannelClosed)) == 100
+        lambda: (
+            len(of_type(lb, "a", ChannelClosed)) == 100
+            and len(of_type(lb, "b", ChannelClosed)) == 100
+        )
     )
     assert a.channels == [] and b.channels == []
     # Ids are free again, and SSNs restart at 0 on the reused streams.
@@ -139,15 +139,17 @@ def test_both_sides_close_the_same_channel() -> None:
     a.close_channel(chan.id, lb.now)
     b.close_channel(chan.id, lb.now)
     assert lb.run(
-        lambda: of_type(lb, "a", ChannelClosed) == [ChannelClosed(chan.id)]
-        and of_type(lb, "b", ChannelClosed) == [ChannelClosed(chan.id)]
+        lambda: (
+            of_type(lb, "a", ChannelClosed) == [ChannelClosed(chan.id)]
+            and of_type(lb, "b", ChannelClosed) == [ChannelClosed(chan.id)]
+        )
     )
     with pytest.raises(LocalProtocolError):
         a.send(chan.id, "closed", lb.now)
 
 
 def test_peer_close_delivers_pending_messages_first() -> None:
-    a, b, lb = connected()
+    a, _b, lb = connected()
     chan = a.create_channel("x", now=lb.now)
     for i in range(20):
         a.send(chan.id, b"%d" % i + bytes(3000), lb.now)
@@ -159,14 +161,13 @@ def test_peer_close_delivers_pending_messages_first() -> None:
 
 
 def test_unreliable_unordered_channel_under_loss() -> None:
-    a, b, lb = connected(seed=5)
+    a, _b, lb = connected(seed=5)
     chan = a.create_channel("lossy", ordered=False, max_retransmits=0, now=lb.now)
     assert lb.run(lambda: bool(of_type(lb, "b", ChannelOpened)))
     assert lb.run(lambda: not a._channels[chan.id].awaiting_ack)  # ACK arrived
     rng = random.Random(3)
     lb._manglers["a"] = lambda p: (
-        None if ch.DataChunk in [type(c) for c in ch.parse_chunks(p)] and rng.random() < 0.3
-        else p
+        None if ch.DataChunk in [type(c) for c in ch.parse_chunks(p)] and rng.random() < 0.3 else p
     )
     for i in range(100):
         a.send(chan.id, b"%03d" % i + bytes(500), lb.now)
@@ -179,7 +180,7 @@ def test_unreliable_unordered_channel_under_loss() -> None:
 
 
 def test_timed_channel_parameters_reach_the_peer() -> None:
-    a, b, lb = connected()
+    a, _b, lb = connected()
     a.create_channel("timed", max_packet_lifetime=250, ordered=False, now=lb.now)
     assert lb.run(lambda: bool(of_type(lb, "b", ChannelOpened)))
     info = of_type(lb, "b", ChannelOpened)[0].channel
@@ -202,7 +203,7 @@ def test_refuses_open_with_our_parity() -> None:
 
 def test_buffered_amount_low_for_channels() -> None:
     config = SctpConfig(send_buffer_size=600_000)
-    a, b, lb = connected(config=config)
+    a, _b, lb = connected(config=config)
     chan = a.create_channel("bulk", now=lb.now)
     a.set_buffered_amount_low_threshold(chan.id, 1000)
     a.send(chan.id, bytes(250_000), lb.now)
@@ -212,7 +213,7 @@ def test_buffered_amount_low_for_channels() -> None:
 
 
 def test_association_close_closes_channels() -> None:
-    a, b, lb = connected()
+    a, _b, lb = connected()
     chans = [a.create_channel(f"c{i}", now=lb.now) for i in range(3)]
     a.close(lb.now)
     assert lb.run(lambda: bool(of_type(lb, "b", AssociationClosed)))
@@ -226,6 +227,35 @@ def test_argument_checks() -> None:
         a.create_channel("x", max_retransmits=1, max_packet_lifetime=1, now=lb.now)
     with pytest.raises(LocalProtocolError):
         a.send(42, "no such channel", lb.now)
-    check: Callable[[], None] = lambda: a.create_channel("x", negotiated_id=70000, now=lb.now)
+
+    def check() -> None:
+        return a.create_channel("x", negotiated_id=70000, now=lb.now)
+
     with pytest.raises(LocalProtocolError):
         check()
+
+
+def test_remote_max_message_size_is_enforced() -> None:
+    a, _b, lb = connected()
+    a.remote_max_message_size = 65_536
+    chan = a.create_channel("limited", now=lb.now)
+    a.send(chan.id, bytes(65_536), lb.now)
+    with pytest.raises(LocalProtocolError):
+        a.send(chan.id, bytes(65_537), lb.now)
+
+
+def test_closing_a_channel_before_the_association_is_up() -> None:
+    a, b, lb = endpoints()
+    early = a.create_channel("early", now=0.0)
+    a.close_channel(early.id, 0.0)
+    neg = a.create_channel("neg", negotiated_id=10, now=0.0)
+    a.close_channel(neg.id, 0.0)
+    assert a.state(neg.id) is ChannelState.CLOSED
+    a.connect(0.0)
+    b.connect(0.0)
+    # The queued OPEN still reaches b, and the reset that follows closes it on both sides.
+    assert lb.run(
+        lambda: (
+            ChannelClosed(early.id) in lb.events["a"] and ChannelClosed(early.id) in lb.events["b"]
+        )
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -31,8 +33,9 @@ def test_channel_types() -> None:
     )
     assert reliable.channel_type == 0x80 and reliable.reliability == 0
     with pytest.raises(MalformedInput):
-        dcep.DataChannelOpen.for_channel("", "", ordered=True, max_retransmits=1,
-                                         max_packet_lifetime=1)
+        dcep.DataChannelOpen.for_channel(
+            "", "", ordered=True, max_retransmits=1, max_packet_lifetime=1
+        )
 
 
 def test_ack() -> None:
@@ -83,16 +86,12 @@ def test_open_round_trip(
 @settings(max_examples=300)
 @given(st.binary(max_size=80))
 def test_random_bytes_raise_only_protocol_errors(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         dcep.parse_dcep(data)
-    except ProtocolError:
-        pass
 
 
 @settings(max_examples=200)
 @given(st.binary(max_size=60))
 def test_open_prefixed_random_bytes(data: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         dcep.parse_dcep(b"\x03" + data)
-    except ProtocolError:
-        pass

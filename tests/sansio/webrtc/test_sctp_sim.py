@@ -77,13 +77,22 @@ class Node:
         return [e for e in self.events if isinstance(e, MessageReceived)]
 
 
-def build(seed: int, forward: LinkProfile, backward: LinkProfile | None = None,
-          ) -> tuple[Simulator, Node, Node]:
+def build(
+    seed: int,
+    forward: LinkProfile,
+    backward: LinkProfile | None = None,
+) -> tuple[Simulator, Node, Node]:
     rng = random.Random(seed)
-    a = Node(DataChannelEndpoint(SctpAssociation(is_client=True, random=rng.randbytes),
-                                 is_dtls_client=True))
-    b = Node(DataChannelEndpoint(SctpAssociation(is_client=False, random=rng.randbytes),
-                                 is_dtls_client=False))
+    a = Node(
+        DataChannelEndpoint(
+            SctpAssociation(is_client=True, random=rng.randbytes), is_dtls_client=True
+        )
+    )
+    b = Node(
+        DataChannelEndpoint(
+            SctpAssociation(is_client=False, random=rng.randbytes), is_dtls_client=False
+        )
+    )
     sim = Simulator(seed=seed)
     sim.add_node("a", a)
     sim.add_node("b", b)
@@ -96,8 +105,9 @@ def build(seed: int, forward: LinkProfile, backward: LinkProfile | None = None,
 
 
 def test_reliable_ordered_transfer_over_lossy_reordering_link() -> None:
-    profile = LinkProfile(latency=0.02, jitter=0.004, loss=0.05, reorder=0.1,
-                          bandwidth_bps=20e6, queue_limit=200_000)
+    profile = LinkProfile(
+        latency=0.02, jitter=0.004, loss=0.05, reorder=0.1, bandwidth_bps=20e6, queue_limit=200_000
+    )
     sim, a, b = build(11, profile)
     chan = a.dc.create_channel("bulk", now=sim.now)
     sim.poke("a")
@@ -119,9 +129,10 @@ def test_bursty_loss_partially_reliable_channel_keeps_flowing() -> None:
     assert sim.run_until(lambda: any(isinstance(e, ChannelOpened) for e in b.events), timeout=30)
     start = sim.now
     for i in range(300):
-        sim.schedule(start + i * 0.01,
-                     lambda i=i: (a.dc.send(chan.id, b"%04d" % i + bytes(200), sim.now),
-                                  sim.poke("a")))
+        sim.schedule(
+            start + i * 0.01,
+            lambda i=i: (a.dc.send(chan.id, b"%04d" % i + bytes(200), sim.now), sim.poke("a")),
+        )
     sim.run(until=start + 10)
     got = b.messages()
     assert 150 <= len(got) < 300
@@ -140,19 +151,18 @@ def test_bidirectional_with_back_pressure() -> None:
     b.outbox.extend((ca.id, bytes([i % 256]) * 1000) for i in range(500))
     sim.poke("a")
     sim.poke("b")
-    assert sim.run_until(
-        lambda: len(b.messages()) == 80 and len(a.messages()) == 500, timeout=120
-    )
+    assert sim.run_until(lambda: len(b.messages()) == 80 and len(a.messages()) == 500, timeout=120)
     assert [m.data[0] for m in b.messages()] == [i % 256 for i in range(80)]
     assert any(isinstance(e, BufferedAmountLow) for e in a.events)
 
 
 def test_dead_peer_is_detected() -> None:
-    sim, a, b = build(3, LinkProfile(latency=0.01))
+    sim, a, _b = build(3, LinkProfile(latency=0.01))
     assert sim.run_until(lambda: a.dc.association.is_established, timeout=10)
     sim.fail_node("b")
     chan = a.dc.create_channel("x", now=sim.now)
     a.dc.send(chan.id, b"into the void", sim.now)
     sim.poke("a")
-    assert sim.run_until(lambda: any(isinstance(e, AssociationClosed) for e in a.events),
-                         timeout=3600)
+    assert sim.run_until(
+        lambda: any(isinstance(e, AssociationClosed) for e in a.events), timeout=3600
+    )

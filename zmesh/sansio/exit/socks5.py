@@ -8,8 +8,10 @@ Parsers take the bytes buffered so far and return ``(message, bytes_used)`` or `
 more bytes are needed; a defect raises :class:`Socks5Error` (a ``MalformedInput``) whose
 ``reply`` is the REP code RFC 1928 §6 prescribes for it (0x07 unsupported command, 0x08
 unsupported address type, 0x01 otherwise). Only CONNECT is served; BIND and UDP ASSOCIATE get
-0x07. Hostnames are passed on unresolved (the exit resolves them), which is what
-``curl --socks5-hostname`` and ``socks5h://`` clients expect.
+0x07. zmesh's own choices where RFC 1928 names no code: a hostname that is not a valid DNS name
+gets 0x04 (host unreachable: no resolver could find it) and CONNECT to port 0 gets 0x05
+(nothing can listen there). Hostnames are passed on unresolved (the exit resolves them), which
+is what ``curl --socks5-hostname`` and ``socks5h://`` clients expect.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from zmesh.sansio.onion.node import (
     NodeStats,
     OnionConfig,
     OnionNode,
+    RelayedCircuitInfo,
 )
 
 __all__ = [
@@ -61,6 +62,7 @@ __all__ = [
     "OnionNode",
     "RelayKind",
     "RelayMessageReceived",
+    "RelayedCircuitInfo",
     "RouteHop",
     "UnknownCircuit",
 ]

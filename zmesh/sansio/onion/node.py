@@ -98,6 +98,7 @@ __all__ = [
     "CircuitInfo",
     "CircuitState",
     "OnionNode",
+    "RelayedCircuitInfo",
 ]
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,17 @@ class CircuitInfo:
     cells_sent: int
     cells_received: int
     rtt: float | None
+
+
+@dataclass(frozen=True)
+class RelayedCircuitInfo:
+    """A snapshot of one circuit this node relays (it sees only its two neighbours)."""
+
+    previous_peer: bytes
+    next_peer: bytes
+    state: CircuitState
+    cells_forward: int
+    cells_backward: int
 
 
 # -- per-circuit records -----------------------------------------------------------------------
@@ -450,6 +462,18 @@ class OnionNode:
             link_padding_received=self._link_padding,
             cells_dropped=self._dropped,
         )
+
+    def relayed_circuits(self) -> list[RelayedCircuitInfo]:
+        return [
+            RelayedCircuitInfo(
+                self._links[r.prev_link].peer_id,
+                r.next_peer,
+                r.state,
+                r.layers.forward_count,
+                r.layers.backward_count,
+            )
+            for r in self._relays
+        ]
 
     def circuits(self) -> list[CircuitHandle]:
         return list(self._ends)

@@ -200,7 +200,10 @@ class LinkAuthenticator:
             self.state = AuthState.WAIT_AUTH
             if self.role is Role.SERVER:
                 signature = self._identity.sign(self._transcript(Role.SERVER, *self._keys()))
-                return [encode(Hello(Role.SERVER, self._public, self._nonce)), encode(Auth(signature))]
+                return [
+                    encode(Hello(Role.SERVER, self._public, self._nonce)),
+                    encode(Auth(signature)),
+                ]
             return []
         if self.state is AuthState.WAIT_AUTH and isinstance(message, Auth):
             assert self._peer_key is not None
@@ -212,6 +215,8 @@ class LinkAuthenticator:
                 raise AuthenticationFailed("link handshake signature does not verify") from exc
             self.state = AuthState.DONE
             if self.role is Role.CLIENT:
-                return [encode(Auth(self._identity.sign(self._transcript(Role.CLIENT, *self._keys()))))]
+                return [
+                    encode(Auth(self._identity.sign(self._transcript(Role.CLIENT, *self._keys()))))
+                ]
             return []
         raise MalformedInput(f"unexpected {type(message).__name__} in state {self.state.value}")

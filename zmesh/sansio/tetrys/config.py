@@ -42,7 +42,7 @@ class TetrysConfig:
     rate: RateConfig = field(default_factory=RateConfig)
     #: proactive coded packets combine at most the newest N window symbols; older ones are
     #: repaired by feedback-driven packets that combine exactly what the receiver misses
-    coding_span: int = 32
+    coding_span: int = 64
     initial_rtt: float = 0.05
     min_tail_delay: float = 0.005
     #: most coded packets one window update may trigger

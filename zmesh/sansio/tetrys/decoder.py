@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from zmesh.sansio.tetrys.coefficients import field_for_ccgi, generated_coefficients
@@ -46,6 +47,10 @@ from zmesh.sansio.wire import LocalProtocolError, MalformedInput, OversizedInput
 #: V = 1, C = 0, S = 0 in the first byte's top seven bits.
 _PLAIN_V1 = 0x10 >> 1
 _U32 = struct.Struct("!I")
+#: Coded Symbol ID, EV_LEN, flags, NB_IDS, NB_COEFS, FIRST_SOURCE_ID.
+_PLAIN_CODED = struct.Struct("!IBBBBI")
+_SOURCE = int(PacketType.SOURCE)
+_CODED = int(PacketType.CODED)
 #: The SACK size field is 8 bits (bytes).
 MAX_SACK_BYTES = 255
 
@@ -118,15 +123,17 @@ class TetrysDecoder:
         self._deliver_next = c.first_source_id  # in-order delivery pointer
         self._first_unknown = c.first_source_id  # every ID in [low, this) is known
         self._fast_source = c.tsi is None
+        self._in_order = c.in_order
+        self._max_events = c.max_events
+        self._fb_every = c.feedback_every
+        self._fb_interval = c.feedback_interval
         self._events: collections.deque[DecoderEvent] = collections.deque()
         self._out: collections.deque[bytes] = collections.deque(maxlen=64)
         # feedback
         self._wu_due: float | None = None
         self._since_wu = 0
         self._wu_interval = c.feedback_interval
-        self._high_source = c.first_source_id - 1
-        self._expected = 0
-        self._received = 0
+        self._plr_upto = c.first_source_id - 1  # loss is measured up to here
         self._plr = 0
         self._loss_rate = 0.0
         # counters
@@ -144,19 +151,42 @@ class TetrysDecoder:
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Feed one datagram. Window updates (the reverse direction's) are parsed and ignored."""
+        if self._fast_source and len(data) >= 8 and data[0] >> 1 == _PLAIN_V1 and data[2] == 1:
+            kind = data[3]
+            if kind == _SOURCE:
+                # a plain source packet (no CCI, TSI or extensions): skip building a Packet
+                if len(self._events) >= self._max_events:
+                    raise LocalProtocolError("event queue full: drain next_event() first")
+                self._on_source(_U32.unpack_from(data, 4)[0], bytes(data[8:]))
+                self._since_wu += 1
+                self._wu_interval = self._fb_interval
+                if self._since_wu >= self._fb_every:
+                    self._wu_due = now
+                elif self._wu_due is None:
+                    self._wu_due = now + self._fb_interval
+                return
         if (
             self._fast_source
-            and len(data) >= 8
+            and len(data) >= 16
             and data[0] >> 1 == _PLAIN_V1
             and data[2] == 1
-            and data[3] == PacketType.SOURCE
+            and data[3] == _CODED
         ):
-            # a plain source packet (no CCI, TSI or extensions): skip building a Packet
-            if len(self._events) >= self.config.max_events:
-                raise LocalProtocolError("event queue full: drain next_event() first")
-            self._on_source(_U32.unpack_from(data, 4)[0], bytes(data[8:]))
-            self._after_packet(now)
-            return
+            coded_id, ev_len, flags, nb_ids, nb_coefs, first = _PLAIN_CODED.unpack_from(data, 4)
+            if ev_len == 2 and flags & 0b1110 == 0 and nb_ids and not nb_coefs:
+                # the common coded packet: I = 0 (contiguous IDs), C = 0, no ID or coefficient
+                # fields; anything else takes the full parser below
+                if len(self._events) >= self.config.max_events:
+                    raise LocalProtocolError("event queue full: drain next_event() first")
+                if first + nb_ids - 1 <= ID_MASK:
+                    wire_ids: Sequence[int] = range(first, first + nb_ids)
+                else:
+                    wire_ids = [(first + k) & ID_MASK for k in range(nb_ids)]
+                self._accept_coded(
+                    coded_id, flags >> 4, bool(flags & 1), wire_ids, None, bytes(data[16:])
+                )
+                self._after_packet(now)
+                return
         packet = parse_packet(data)
         if isinstance(packet, WindowUpdate):
             self._check_tsi(packet.header)
@@ -175,11 +205,12 @@ class TetrysDecoder:
 
     def _after_packet(self, now: float) -> None:
         self._since_wu += 1
-        self._wu_interval = self.config.feedback_interval
-        if self._since_wu >= self.config.feedback_every:
+        c = self.config
+        self._wu_interval = c.feedback_interval
+        if self._since_wu >= c.feedback_every:
             self._wu_due = now
         elif self._wu_due is None:
-            self._wu_due = now + self.config.feedback_interval
+            self._wu_due = now + c.feedback_interval
 
     # ---- outputs -----------------------------------------------------------------------
 
@@ -214,10 +245,19 @@ class TetrysDecoder:
                 sack[off >> 3] |= 0x80 >> (off & 7)
             elif sid <= settled:
                 missing += 1
-        if self._expected:
-            self._loss_rate = max(0.0, 1.0 - self._received / self._expected)
+        # loss: settled IDs since the last update that did not arrive as source packets
+        # (recovered ones count as lost: the channel dropped them)
+        expected = received = 0
+        recovered = self._recovered_ids
+        for sid in range(max(self._plr_upto + 1, self._low), settled + 1):
+            expected += 1
+            if sid in known and sid not in recovered:
+                received += 1
+        if settled > self._plr_upto:
+            self._plr_upto = settled
+        if expected:
+            self._loss_rate = 1.0 - received / expected
             self._plr = round(self._loss_rate * 255)
-        self._expected = self._received = 0
         self._since_wu = 0
         self._updates_sent += 1
         if first <= self._high:
@@ -282,46 +322,80 @@ class TetrysDecoder:
         n = len(symbol)
         if (n > c.symbol_size) if c.variable_length else (n != c.symbol_size):
             raise MalformedInput(f"source symbol of {n} bytes in a {c.symbol_size}-byte session")
-        sid = self._unwrap(wire_id)
+        high = self._high
+        delta = (wire_id - high) & ID_MASK
+        sid = high + delta if delta < 1 << 31 else high + delta - (1 << 32)  # unwrap
         # validated: from here on the packet is accepted
         self._source_received += 1
         if sid < self._low or sid in self._known:
             self._duplicates += 1
+            # recovered before it arrived (it was late, not lost): the channel delivered it
+            self._recovered_ids.discard(sid)
             return
-        if sid > self._high_source:
-            self._expected += sid - self._high_source
-            self._high_source = sid
-        self._received += 1
-        self._advance(sid)
+        if sid > high:
+            self._advance(sid)
+        if not self._rows and sid == self._first_unknown and sid + 1 not in self._known:
+            # the common case: the next symbol in order, no coded row waiting for it
+            self._known[sid] = self._pad(symbol)
+            self._first_unknown = sid + 1
+            if not self._in_order:
+                self._events.append(SymbolDelivered(sid & ID_MASK, symbol, False))
+            elif sid == self._deliver_next:
+                self._deliver_next = sid + 1
+                self._events.append(SymbolDelivered(sid & ID_MASK, symbol, False))
+            return
         self._learn(sid, self._pad(symbol), recovered=False)
 
     def _on_coded(self, packet: CodedPacket) -> None:
-        c = self.config
         ev = packet.vector
-        if ev.ccgi != c.ccgi:
-            raise MalformedInput(f"CCGI {ev.ccgi} in a CCGI {c.ccgi} session")
-        if ev.variable_length != c.variable_length:
+        self._accept_coded(
+            packet.coded_id,
+            ev.ccgi,
+            ev.variable_length,
+            ev.source_ids,
+            ev.coefficients,
+            packet.symbol,
+        )
+
+    def _accept_coded(
+        self,
+        coded_id: int,
+        ccgi: int,
+        variable: bool,
+        wire_ids: Sequence[int],
+        coefficients: Sequence[int] | None,
+        symbol: bytes,
+    ) -> None:
+        c = self.config
+        if ccgi != c.ccgi:
+            raise MalformedInput(f"CCGI {ccgi} in a CCGI {c.ccgi} session")
+        if variable != c.variable_length:
             raise MalformedInput("V flag does not match the session")
-        if len(packet.symbol) != self._size:
-            raise MalformedInput(f"coded symbol of {len(packet.symbol)} bytes, need {self._size}")
-        wire0 = ev.source_ids[0]
+        if len(symbol) != self._size:
+            raise MalformedInput(f"coded symbol of {len(symbol)} bytes, need {self._size}")
+        wire0 = wire_ids[0]
         first = self._unwrap(wire0)
-        ids = [first + ((w - wire0) & ID_MASK) for w in ev.source_ids]
-        if ids[-1] - ids[0] >= c.max_window:
-            raise OversizedInput(f"combination spans {ids[-1] - ids[0] + 1} source IDs")
-        if ev.coefficients is not None:
-            coefs = list(ev.coefficients)
-        else:
-            coefs = generated_coefficients(self._field, ev.source_ids, packet.coded_id)
+        last = first + ((wire_ids[-1] - wire0) & ID_MASK)
+        if last - first >= c.max_window:
+            raise OversizedInput(f"combination spans {last - first + 1} source IDs")
         # validated: from here on the packet is accepted
         self._coded_received += 1
-        self._advance(ids[-1])
+        self._advance(last)
         known = self._known
+        if isinstance(wire_ids, range):
+            ids: Sequence[int] = range(first, last + 1)
+        else:
+            ids = [first + ((w - wire0) & ID_MASK) for w in wire_ids]
+        if last < self._first_unknown or all(sid in known for sid in ids):
+            self._useless += 1  # nothing to learn: no arithmetic at all
+            return
+        if coefficients is None:
+            coefficients = generated_coefficients(self._field, wire_ids, coded_id)
         low = self._low
         unknown: dict[int, int] = {}
         srcs: list[bytes] = []
         kcoefs: list[int] = []
-        for sid, coef in zip(ids, coefs, strict=True):
+        for sid, coef in zip(ids, coefficients, strict=True):
             if not coef:
                 continue
             sym = known.get(sid)
@@ -336,7 +410,7 @@ class TetrysDecoder:
         if not unknown:
             self._useless += 1
             return
-        payload = bytearray(packet.symbol)
+        payload = bytearray(symbol)
         if srcs:
             self._field.mul_add_multi(payload, srcs, kcoefs)
         if self._insert(_Row(unknown, payload)):
@@ -418,7 +492,14 @@ class TetrysDecoder:
             return
         old_high, self._high = self._high, sid
         new_low = sid - self.config.max_window + 1
-        if new_low <= self._low:
+        low = self._low
+        if new_low <= low:
+            return
+        if new_low == low + 1 and low < self._first_unknown and low < self._deliver_next:
+            # the common step: one known, delivered symbol leaves; no row can hold it
+            self._low = new_low
+            self._known.pop(low, None)
+            self._recovered_ids.discard(low)
             return
         old_low, self._low = self._low, new_low
         in_order = self.config.in_order

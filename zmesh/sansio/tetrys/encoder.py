@@ -29,6 +29,7 @@ from zmesh.sansio.tetrys.packets import (
     CodedPacket,
     CommonHeader,
     EncodingVector,
+    IdFormat,
     PacketType,
     SourcePacket,
     WindowUpdate,
@@ -51,6 +52,8 @@ MAX_TAIL_BACKOFF = 7
 #: RTT smoothing of RFC 6298 §2.
 RTT_GAIN = 0.125
 _U32 = struct.Struct("!I")
+#: Coded Symbol ID, EV_LEN, CCGI|I|C|V, NB_IDS, NB_COEFS, FIRST_SOURCE_ID.
+_CODED_FIXED = struct.Struct("!IBBBBI")
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,7 @@ class TetrysEncoder:
         self._next_coded_id = 0
         self._out: collections.deque[bytes] = collections.deque()
         self._credit = 0.0
-        self._recent_coded: collections.deque[float] = collections.deque(maxlen=1024)
+        self._recent_reactive: collections.deque[float] = collections.deque(maxlen=1024)
         self._srtt = self.config.initial_rtt
         self._last_activity = 0.0
         self._tail_backoff = 0
@@ -109,6 +112,9 @@ class TetrysEncoder:
         self._source_prefix: bytes | None = None
         if self.config.tsi is None:
             self._source_prefix = encode_packet(SourcePacket(0, b""))[:4]
+        self._coded_prefix = (
+            bytes([*self._source_prefix[:3], PacketType.CODED]) if (self._source_prefix) else b""
+        )
 
     # ---- commands ----------------------------------------------------------------------
 
@@ -199,14 +205,16 @@ class TetrysEncoder:
         missing = [s for s in self._window if s < covered and s not in known]
         if not missing:
             return
+        # repairs sent less than a round trip ago have not been seen by this update yet
         horizon = now - self._srtt
-        in_flight = sum(1 for t in self._recent_coded if t > horizon)
+        in_flight = sum(1 for t in self._recent_reactive if t > horizon)
         deficit = update.nb_missing - update.nb_not_used - in_flight
         for _ in range(min(deficit, len(missing), self.config.max_reactive_repairs)):
             if len(self._out) >= self.config.max_output_queue:
                 break
             if self._queue_coded(now, missing):
                 self._reactive += 1
+                self._recent_reactive.append(now)
 
     # ---- sans-IO outputs ---------------------------------------------------------------
 
@@ -224,7 +232,9 @@ class TetrysEncoder:
         deadline = self.get_timer()
         if deadline is None or now < deadline:
             return
-        if self._queue_coded(now, list(self._window)):
+        if len(self._out) < self.config.max_output_queue and self._queue_coded(
+            now, list(self._window)
+        ):
             self._tail += 1
         self._last_activity = now
         self._tail_backoff = min(self._tail_backoff + 1, MAX_TAIL_BACKOFF)
@@ -233,7 +243,7 @@ class TetrysEncoder:
     def stats(self) -> EncoderStats:
         return EncoderStats(
             source_sent=self._source_sent,
-            coded_sent=self._proactive + self._reactive + self._tail + self._on_demand_sent(),
+            coded_sent=self._coded_total,
             proactive_sent=self._proactive,
             reactive_sent=self._reactive,
             tail_sent=self._tail,
@@ -252,9 +262,6 @@ class TetrysEncoder:
         return [sid & ID_MASK for sid in self._window]
 
     # ---- internals ---------------------------------------------------------------------
-
-    def _on_demand_sent(self) -> int:
-        return self._coded_total - self._proactive - self._reactive - self._tail
 
     def _header(self, packet_type: PacketType) -> CommonHeader:
         return CommonHeader(packet_type, tsi=self.config.tsi)
@@ -296,7 +303,12 @@ class TetrysEncoder:
         coded_id = self._next_coded_id
         explicit = c.explicit_coefficients
         if explicit is None:
-            explicit = not generator_ok(self._field, wire_ids)
+            n = len(wire_ids)
+            if internal_ids[-1] - internal_ids[0] + 1 == n and wire_ids[0] + n - 1 <= ID_MASK:
+                # consecutive IDs that do not wrap have distinct residues iff n <= 2^m - 1
+                explicit = n > self._field.cycle
+            else:
+                explicit = not generator_ok(self._field, wire_ids)
         self._next_coded_id = (coded_id + 1) & ID_MASK
         coefs = (
             self._explicit_coefficients(len(wire_ids))
@@ -306,15 +318,23 @@ class TetrysEncoder:
         acc = bytearray(c.coded_symbol_size)
         self._field.mul_add_multi(acc, [self._window[i].symbol for i in internal_ids], coefs)
         fmt = c.id_format
-        if fmt is None or not id_format_fits(fmt, wire_ids):
+        contiguous = internal_ids[-1] - internal_ids[0] + 1 == len(internal_ids)
+        if fmt is None and contiguous:
+            fmt = IdFormat.CONTIGUOUS
+        elif fmt is None or not id_format_fits(fmt, wire_ids):
             fmt = choose_id_format(wire_ids)
             if fmt is None:  # cannot happen with max_window <= 255; keep the invariant loud
                 raise LocalProtocolError("window cannot be described by any I format")
-        vector = EncodingVector(
-            c.ccgi, tuple(wire_ids), tuple(coefs) if explicit else None, c.variable_length, fmt
-        )
-        packet = CodedPacket(coded_id, vector, bytes(acc), self._header(PacketType.CODED))
-        self._out.append(encode_packet(packet))
-        self._recent_coded.append(now)
+        if fmt is IdFormat.CONTIGUOUS and not explicit and self._source_prefix is not None:
+            # the common shape, written directly: plain header, EV_LEN 2, I = 0, C = 0
+            flags = (c.ccgi << 4) | int(c.variable_length)
+            fixed = _CODED_FIXED.pack(coded_id, 2, flags, len(wire_ids), 0, wire_ids[0])
+            self._out.append(self._coded_prefix + fixed + acc)
+        else:
+            vector = EncodingVector(
+                c.ccgi, tuple(wire_ids), tuple(coefs) if explicit else None, c.variable_length, fmt
+            )
+            packet = CodedPacket(coded_id, vector, bytes(acc), self._header(PacketType.CODED))
+            self._out.append(encode_packet(packet))
         self._coded_total += 1
         return True

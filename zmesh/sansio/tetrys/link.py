@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from zmesh.sansio.tetrys.config import TetrysConfig
 from zmesh.sansio.tetrys.decoder import SymbolDelivered, SymbolsLost, TetrysDecoder
 from zmesh.sansio.tetrys.encoder import TetrysEncoder
-from zmesh.sansio.tetrys.packets import WindowUpdate, parse_packet
+from zmesh.sansio.tetrys.packets import PacketType, WindowUpdate, parse_packet
 from zmesh.sansio.wire import (
     DEFAULT_RANDOM,
     LocalProtocolError,
@@ -90,13 +90,15 @@ class TetrysLink:
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Feed one datagram from the peer. Raises ``ProtocolError`` if it is malformed."""
         try:
-            packet = parse_packet(data)
-            if isinstance(packet, WindowUpdate):
+            if len(data) >= 4 and data[3] == PacketType.WINDOW_UPDATE:  # byte 3 is PKT_TYPE
+                packet = parse_packet(data)
+                if not isinstance(packet, WindowUpdate):  # pragma: no cover - byte 3 said so
+                    raise MalformedInput("not a window update")
                 if packet.header.tsi != self.config.tsi:
                     raise MalformedInput("window update for another session")
                 self.encoder.receive_window_update(packet, now)
             else:
-                self.decoder.receive_packet(packet, now)
+                self.decoder.receive_datagram(data, now)
         except RemoteProtocolError:
             self._malformed += 1
             raise

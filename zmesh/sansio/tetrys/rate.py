@@ -35,7 +35,7 @@ class RateConfig:
     beta: float = 0.02  # per-packet EMA weight: ~50 packets of memory
     idle_below: float = 0.002
     wake_above: float = 0.005
-    gain: float = 1.25
+    gain: float = 1.5
     margin: float = 0.02
     max_ratio: float = 1.0
     initial_loss: float = 0.0

@@ -34,6 +34,7 @@ from .sctp import (
     AssociationEstablished,
     DataReceived,
     SctpAssociation,
+    SctpEvent,
     StreamsReset,
     StreamsResetFailed,
 )
@@ -124,12 +125,21 @@ class _Channel:
 class DataChannelEndpoint:
     """Data channels over one SCTP association (see the module docstring)."""
 
-    def __init__(self, association: SctpAssociation, *, is_dtls_client: bool) -> None:
+    def __init__(
+        self,
+        association: SctpAssociation,
+        *,
+        is_dtls_client: bool,
+        remote_max_message_size: int | None = None,
+    ) -> None:
         self.association = association
         self.is_dtls_client = is_dtls_client
+        #: The peer's SDP ``a=max-message-size`` (RFC 8841 §6; 0 = no limit); None = ours.
+        self.remote_max_message_size = remote_max_message_size
         self._channels: dict[int, _Channel] = {}
         self._events: deque[DataChannelEvent] = deque()
         self._parity = 0 if is_dtls_client else 1
+        self._now = 0.0  # the latest time a driver gave us (for replies sent from next_event)
         self.dropped_messages = 0
 
     # ------------------------------------------------------------------ queries
@@ -206,15 +216,25 @@ class DataChannelEndpoint:
         else:
             sid = self._free_id()
         info = DataChannel(
-            sid, label, protocol, ordered, max_retransmits, max_packet_lifetime,
-            negotiated_id is not None, priority,
+            sid,
+            label,
+            protocol,
+            ordered,
+            max_retransmits,
+            max_packet_lifetime,
+            negotiated_id is not None,
+            priority,
         )
         established = self.association.is_established
         if negotiated_id is None:
             # RFC 8832 §6: OPEN goes first on the stream, ordered and reliable.
             opener = dcep.DataChannelOpen.for_channel(
-                label, protocol, ordered=ordered, max_retransmits=max_retransmits,
-                max_packet_lifetime=max_packet_lifetime, priority=priority,
+                label,
+                protocol,
+                ordered=ordered,
+                max_retransmits=max_retransmits,
+                max_packet_lifetime=max_packet_lifetime,
+                priority=priority,
             )
             self.association.send(sid, dcep.PPID_DCEP, opener.encode(), now=now)
         chan = _Channel(
@@ -238,6 +258,9 @@ class DataChannelEndpoint:
         else:
             payload = bytes(data)
             ppid = dcep.PPID_BINARY if payload else dcep.PPID_BINARY_EMPTY
+        limit = self.remote_max_message_size
+        if limit and len(payload) > limit:
+            raise LocalProtocolError(f"message of {len(payload)} bytes exceeds the peer's limit")
         if not payload:
             payload = b"\x00"  # RFC 8831 §6.6: an empty message is sent as one zero byte
         info = chan.info
@@ -260,7 +283,11 @@ class DataChannelEndpoint:
         if chan.state in (ChannelState.CLOSING, ChannelState.CLOSED):
             return
         if not self.association.is_established:
-            self._closed(channel_id)
+            if chan.info.negotiated:
+                self._closed(channel_id)
+            else:
+                # Its OPEN is already queued: reset the stream once the association is up.
+                chan.state = ChannelState.CLOSING
             return
         chan.state = ChannelState.CLOSING
         self._request_reset(chan, now)
@@ -279,56 +306,63 @@ class DataChannelEndpoint:
     # ------------------------------------------------------------------ sans-IO pass-through
 
     def receive_data(self, packet: bytes, now: float) -> None:
+        self._now = now
         self.association.receive_data(packet, now)
-        self._pump(now)
 
     def data_to_send(self, now: float) -> list[bytes]:
+        self._now = now
         return self.association.data_to_send(now)
 
     def get_timer(self) -> float | None:
         return self.association.get_timer()
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         self.association.handle_timer(now)
-        self._pump(now)
 
     def next_event(self) -> DataChannelEvent | None:
-        if not self._events:
-            self._pump(None)
-        return self._events.popleft() if self._events else None
+        # Association events are translated one at a time, only when the application asks:
+        # undrained messages stay in the association, where they count against the receive
+        # window we advertise (that is the receive-side bound).
+        while not self._events:
+            event = self.association.next_event()
+            if event is None:
+                return None
+            self._translate(event, self._now)
+        return self._events.popleft()
 
     # ------------------------------------------------------------------ event translation
 
-    def _pump(self, now: float | None) -> None:
-        """Translate association events into channel events (and DCEP replies)."""
-        assoc = self.association
-        while True:
-            event = assoc.next_event()
-            if event is None:
-                return
-            if isinstance(event, DataReceived):
-                self._on_message(event, now)
-            elif isinstance(event, StreamBufferedAmountLow):
-                if event.stream_id in self._channels:
-                    self._events.append(BufferedAmountLow(event.stream_id))
-            elif isinstance(event, StreamsReset):
-                self._on_streams_reset(event, now)
-            elif isinstance(event, StreamsResetFailed):
-                for sid in event.stream_ids:
-                    self._closed(sid)
-            elif isinstance(event, AssociationEstablished):
-                self._events.append(event)
-                for chan in self._channels.values():
-                    if chan.state is ChannelState.CONNECTING:
-                        chan.state = ChannelState.OPEN
-                        self._events.append(ChannelOpened(chan.info))
-            else:
-                assert isinstance(event, AssociationClosed)
-                for sid in list(self._channels):
-                    self._closed(sid)
-                self._events.append(event)
+    def _translate(self, event: SctpEvent, now: float) -> None:
+        """Turn one association event into channel events (and DCEP replies)."""
+        if isinstance(event, DataReceived):
+            self._on_message(event, now)
+        elif isinstance(event, StreamBufferedAmountLow):
+            if event.stream_id in self._channels:
+                self._events.append(BufferedAmountLow(event.stream_id))
+        elif isinstance(event, StreamsReset):
+            self._on_streams_reset(event, now)
+        elif isinstance(event, StreamsResetFailed):
+            for sid in event.stream_ids:
+                self._closed(sid)
+        elif isinstance(event, AssociationEstablished):
+            self._events.append(event)
+            for chan in list(self._channels.values()):
+                if chan.state is ChannelState.CONNECTING:
+                    chan.state = ChannelState.OPEN
+                    self._events.append(ChannelOpened(chan.info))
+                elif chan.state is ChannelState.CLOSING and not chan.out_reset_requested:
+                    try:
+                        self._request_reset(chan, now)
+                    except LocalProtocolError:  # the peer cannot reset streams
+                        self._closed(chan.info.id)
+        else:
+            assert isinstance(event, AssociationClosed)
+            for sid in list(self._channels):
+                self._closed(sid)
+            self._events.append(event)
 
-    def _on_message(self, event: DataReceived, now: float | None) -> None:
+    def _on_message(self, event: DataReceived, now: float) -> None:
         sid = event.stream_id
         ppid = event.ppid
         chan = self._channels.get(sid)
@@ -357,7 +391,7 @@ class DataChannelEndpoint:
             return
         self._events.append(MessageReceived(sid, data))
 
-    def _on_dcep(self, event: DataReceived, chan: _Channel | None, now: float | None) -> None:
+    def _on_dcep(self, event: DataReceived, chan: _Channel | None, now: float) -> None:
         sid = event.stream_id
         try:
             message = dcep.parse_dcep(event.data)
@@ -386,13 +420,12 @@ class DataChannelEndpoint:
         )
         self._channels[sid] = _Channel(info, ChannelState.OPEN, awaiting_ack=False)
         try:
-            self.association.send(sid, dcep.PPID_DCEP, dcep.DataChannelAck().encode(),
-                                  now=0.0 if now is None else now)
+            self.association.send(sid, dcep.PPID_DCEP, dcep.DataChannelAck().encode(), now=now)
         except LocalProtocolError as exc:
             logger.debug("could not acknowledge channel %d: %s", sid, exc)
         self._events.append(ChannelOpened(info))
 
-    def _on_streams_reset(self, event: StreamsReset, now: float | None) -> None:
+    def _on_streams_reset(self, event: StreamsReset, now: float) -> None:
         for sid in event.stream_ids:
             chan = self._channels.get(sid)
             if chan is None:
@@ -403,7 +436,7 @@ class DataChannelEndpoint:
                     # The peer closed the channel: close our direction too (RFC 8831 §6.7).
                     chan.state = ChannelState.CLOSING
                     try:
-                        self._request_reset(chan, 0.0 if now is None else now)
+                        self._request_reset(chan, now)
                     except LocalProtocolError:
                         self._closed(sid)
                         continue

@@ -65,6 +65,15 @@ __all__ = [
     "DTLS_MTU",
 ]
 
+try:  # private cffi handles: the memory-BIO fill level without raising WantReadError
+    from OpenSSL._util import ffi as _ffi
+    from OpenSSL._util import lib as _lib
+except ImportError:  # pragma: no cover - pyOpenSSL without its private module
+    _ffi = _lib = None
+
+_BUFFER_SIZE: Final = 1 << 16  # larger than any DTLS record
+_SSL_ERROR_WANT_READ: Final = 2  # SSL_ERROR_WANT_READ (openssl/ssl.h)
+
 DTLS_MTU: Final = 1200  # Chrome's DTLS datagram ceiling (research notes §8: 1200-B fragments)
 RECORD_HEADER: Final = 13  # type, version, epoch, sequence(48), length (RFC 6347 §4.1)
 MAX_RECORD: Final = 16384 + 2048  # RFC 6347 §4.1: plaintext 2^14 plus expansion
@@ -271,6 +280,7 @@ class DtlsTransport:
             self._conn.set_accept_state()
         self._out: deque[bytes] = deque()
         self._events: deque[DtlsEvent] = deque()
+        self._buffer: Any = _ffi.new("char[]", _BUFFER_SIZE) if _ffi is not None else None
         self._timer: float | None = None
         self._handshake_done = False  # OpenSSL finished; fingerprint may still be pending
         self._held: deque[bytes] = deque()  # plaintext received before the fingerprint check
@@ -300,6 +310,15 @@ class DtlsTransport:
         """Encrypt one application record (one SCTP packet, RFC 8261 §5)."""
         if self.state is not DtlsState.CONNECTED:
             raise LocalProtocolError(f"DTLS send in state {self.state.value}")
+        if _lib is not None:
+            # Hot path: straight cffi calls into a preallocated buffer. pyOpenSSL's wrappers
+            # allocate an 18 KiB buffer and check errors twice per record.
+            conn = self._conn
+            if _lib.SSL_write(conn._ssl, data, len(data)) > 0:
+                size = _lib.BIO_read(conn._from_ssl, self._buffer, _BUFFER_SIZE)
+                if size > 0:
+                    self._out.append(_ffi.buffer(self._buffer, size)[:])
+                return
         try:
             self._conn.send(data)
         except SSL.Error as exc:
@@ -307,7 +326,7 @@ class DtlsTransport:
             return
         out = self._conn.bio_read(MAX_RECORD + RECORD_HEADER)
         if out:
-            self._out.append(out)
+            self._out.append(out)  # one record: one datagram (RFC 8261 §5)
 
     def close(self, now: float) -> None:
         """Send close_notify (RFC 5246 §7.2.1) and stop."""
@@ -331,11 +350,14 @@ class DtlsTransport:
         if self.state is DtlsState.NEW:
             # The server learns of the handshake from the ClientHello itself.
             self.state = DtlsState.HANDSHAKING
-        try:
-            self._conn.bio_write(data)
-        except SSL.Error:
-            self.records_dropped += 1
-            return
+        if _lib is not None and self._handshake_done:
+            _lib.BIO_write(self._conn._into_ssl, data, len(data))  # memory BIO: cannot block
+        else:
+            try:
+                self._conn.bio_write(data)
+            except SSL.Error:
+                self.records_dropped += 1
+                return
         if not self._handshake_done:
             self._step_handshake(now)
             if not self._handshake_done:
@@ -370,6 +392,9 @@ class DtlsTransport:
 
     def next_event(self) -> DtlsEvent | None:
         return self._events.popleft() if self._events else None
+
+    def has_events(self) -> bool:
+        return bool(self._events)
 
     @property
     def srtp_profile(self) -> bytes:
@@ -419,6 +444,17 @@ class DtlsTransport:
 
     def _read_application(self, now: float) -> None:
         while True:
+            if _lib is not None:
+                # Hot path (see send): a record read straight into our buffer.
+                size = _lib.SSL_read(self._conn._ssl, self._buffer, _BUFFER_SIZE)
+                if size > 0:
+                    self._accept_plaintext(_ffi.buffer(self._buffer, size)[:])
+                    if not self._input_pending():
+                        break
+                    continue
+                if _lib.SSL_get_error(self._conn._ssl, size) == _SSL_ERROR_WANT_READ:
+                    break
+                # Anything else (close_notify, alerts): let pyOpenSSL classify it below.
             try:
                 data = self._conn.recv(MAX_RECORD)
             except SSL.WantReadError:
@@ -434,25 +470,50 @@ class DtlsTransport:
                 break
             if not data:
                 break
-            if self.state is DtlsState.CONNECTED:
-                if len(self._events) >= MAX_EVENTS:
-                    self.records_dropped += 1  # the caller stopped draining; SCTP will resend
-                    continue
-                self._events.append(DataReceived(data))
-            elif len(self._held) < MAX_PENDING_PLAINTEXT:
-                self._held.append(data)
-            else:
-                self.records_dropped += 1
+            self._accept_plaintext(data)
+            if not self._input_pending():
+                break  # saves the recv() that would only raise WantReadError
         self._flush()
-        self._update_timer(now)
+        if self._timer is not None or not self._handshake_done:
+            self._update_timer(now)
+
+    def _accept_plaintext(self, data: bytes) -> None:
+        if self.state is DtlsState.CONNECTED:
+            if len(self._events) >= MAX_EVENTS:
+                self.records_dropped += 1  # the caller stopped draining; SCTP will resend
+                return
+            self._events.append(DataReceived(data))
+        elif len(self._held) < MAX_PENDING_PLAINTEXT:
+            self._held.append(data)
+        else:
+            self.records_dropped += 1
+
+    def has_output(self) -> bool:
+        return bool(self._out)
+
+    def _input_pending(self) -> bool:
+        if _lib is None:
+            return True
+        return bool(_lib.BIO_get_mem_data(self._conn._into_ssl, _ffi.NULL)
+                    or _lib.SSL_pending(self._conn._ssl))
+
+    def _output_pending(self) -> bool:
+        if _lib is None:
+            return True
+        return bool(_lib.BIO_get_mem_data(self._conn._from_ssl, _ffi.NULL))
 
     def _flush(self) -> None:
         """Move OpenSSL's output into datagrams of at most ``mtu`` bytes, cut at records."""
+        if not self._output_pending():
+            return  # the common case; bio_read() would raise WantReadError, which is slow
         try:
             pending = self._conn.bio_read(1 << 20)
         except SSL.WantReadError:
             return
         if not pending:
+            return
+        if len(pending) <= self.mtu:
+            self._out.append(pending)
             return
         datagram = bytearray()
         for start, end in _record_spans(pending):

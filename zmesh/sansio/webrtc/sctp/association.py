@@ -29,8 +29,9 @@ import enum
 import logging
 import struct
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from zmesh.sansio.wire import (
     DEFAULT_RANDOM,
@@ -39,6 +40,7 @@ from zmesh.sansio.wire import (
     ProtocolError,
     RandomSource,
     RemoteProtocolError,
+    TruncatedInput,
 )
 
 from . import chunks as ch
@@ -54,7 +56,7 @@ from .events import (
     StreamsReset,
     StreamsResetFailed,
 )
-from .packet import PacketBuilder, packet_checksum_ok, parse_header
+from .packet import PacketBuilder, crc32c, crc32c_extend
 from .reassembly import InboundStreams
 from .send_queue import OutMessage, SendQueue
 from .streams_reset import (
@@ -83,9 +85,14 @@ logger = logging.getLogger(__name__)
 
 _SUPPORTED_EXTENSIONS: Final = bytes([ch.RECONFIG, ch.FORWARD_TSN])
 _HEARTBEAT_INFO: Final = struct.Struct("!8sd")
+_COMMON_HEADER: Final = struct.Struct("!HHI")
+_CHECKSUM: Final = struct.Struct("<I")  # RFC 9260 Appendix A: CRC32c stored little-endian
+_ZERO4: Final = b"\x00\x00\x00\x00"
+_SACK_PLAIN: Final = struct.Struct("!BBHIIHH")  # a SACK without gap blocks or duplicates
 _MAX_DUPLICATES_REPORTED: Final = 16
 _MIN_FRAGMENT: Final = 64  # do not start a DATA fragment in less room than this
 _SACK_CHUNK_BASE: Final = 16
+_MAX_QUEUED_REPLIES: Final = 256  # bound on control chunks / solo packets awaiting a send
 
 
 class AssociationState(enum.Enum):
@@ -98,6 +105,10 @@ class AssociationState(enum.Enum):
     SHUTDOWN_RECEIVED = "shutdown-received"
     SHUTDOWN_ACK_SENT = "shutdown-ack-sent"
 
+    # Members are singletons: hash by identity so state-set lookups on the per-packet path
+    # stay in C (Enum's default hashes the member name in Python).
+    __hash__ = object.__hash__
+
 
 _S = AssociationState
 _DATA_RECEIVING: Final = frozenset({_S.ESTABLISHED, _S.SHUTDOWN_PENDING, _S.SHUTDOWN_SENT})
@@ -106,6 +117,7 @@ _SACK_RECEIVING: Final = frozenset(
 )
 _DATA_SENDING: Final = frozenset({_S.ESTABLISHED, _S.SHUTDOWN_PENDING, _S.SHUTDOWN_RECEIVED})
 _PRE_ESTABLISHED: Final = frozenset({_S.CLOSED, _S.COOKIE_WAIT, _S.COOKIE_ECHOED})
+_SEND_ALLOWED: Final = _PRE_ESTABLISHED | {_S.ESTABLISHED}
 
 
 class SendBufferFull(LocalProtocolError):
@@ -163,7 +175,7 @@ class _Sent:
     )
 
     def __init__(
-        self, tsn: int, flags: int, message: OutMessage, payload: memoryview, now: float
+        self, tsn: int, flags: int, message: OutMessage, payload: bytes, now: float
     ) -> None:
         self.tsn = tsn
         self.flags = flags
@@ -232,6 +244,7 @@ class SctpAssociation:
         self._flight = 0
         self._peer_rwnd = cfg.receive_window
         self._retransmit_count = 0
+        self._rtx_hint = self._initial_tsn  # no TSN below this is marked for retransmission
         self._fast_rtx_pending = False
         self._forward_tsn_due = False
         self._rto = RtoEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
@@ -287,6 +300,23 @@ class SctpAssociation:
         self._bad_checksums = 0
         self._dropped = 0
         self._duplicate_tsns = 0
+
+        # Chunk dispatch (DATA, FORWARD TSN and unknown chunks are handled inline).
+        self._handlers: dict[type, Callable[[Any, float], None]] = {
+            ch.SackChunk: self._on_sack,
+            ch.InitChunk: self._on_init,
+            ch.InitAckChunk: self._on_init_ack,
+            ch.CookieEchoChunk: self._on_cookie_echo,
+            ch.CookieAckChunk: lambda _c, now: self._on_cookie_ack(now),
+            ch.HeartbeatChunk: lambda c, _now: self._reply(ch.HeartbeatAckChunk(c.info).encode()),
+            ch.HeartbeatAckChunk: self._on_heartbeat_ack,
+            ch.ReconfigChunk: self._on_reconfig,
+            ch.AbortChunk: lambda c, _now: self._on_abort(c),
+            ch.ShutdownChunk: self._on_shutdown,
+            ch.ShutdownAckChunk: lambda _c, _now: self._on_shutdown_ack(),
+            ch.ShutdownCompleteChunk: lambda _c, _now: self._on_shutdown_complete(),
+            ch.ErrorChunk: self._on_error,
+        }
 
     # ------------------------------------------------------------------ properties
 
@@ -375,7 +405,7 @@ class SctpAssociation:
         reliability); ``max_retransmits`` is the PR-SCTP retransmission limit.
 
         Raises :class:`SendBufferFull` when the message does not fit the send buffer."""
-        if self._terminated or self._state not in (_PRE_ESTABLISHED | {_S.ESTABLISHED}):
+        if self._terminated or self._state not in _SEND_ALLOWED:
             raise LocalProtocolError(f"send in state {self._state.value}")
         if not 0 <= stream_id < self._outbound_streams:
             raise LocalProtocolError(f"stream {stream_id} out of range")
@@ -393,9 +423,7 @@ class SctpAssociation:
         if not self._queue.fits(size):
             raise SendBufferFull(f"send buffer full ({self._queue.buffered} bytes queued)")
         expires = None if max_lifetime is None else now + max(0.0, max_lifetime)
-        self._queue.add(
-            OutMessage(stream_id, ppid, bytes(data), ordered, max_retransmits, expires)
-        )
+        self._queue.add(OutMessage(stream_id, ppid, bytes(data), ordered, max_retransmits, expires))
 
     def reset_streams(self, stream_ids: list[int] | tuple[int, ...], now: float) -> None:
         """Reset our outgoing direction of these streams (RFC 6525) once their queued data
@@ -456,8 +484,14 @@ class SctpAssociation:
         if self._terminated:
             return None
         deadline: float | None = None
-        for t in (self._t1, self._t2, self._t3, self._sack_due, self._hb_ack_deadline,
-                  self._reset.deadline):
+        for t in (
+            self._t1,
+            self._t2,
+            self._t3,
+            self._sack_due,
+            self._hb_ack_deadline,
+            self._reset.deadline,
+        ):
             if t is not None and (deadline is None or t < deadline):
                 deadline = t
         if self._state is _S.ESTABLISHED and self._hb_ack_deadline is None:
@@ -494,8 +528,25 @@ class SctpAssociation:
 
     def data_to_send(self, now: float) -> list[bytes]:
         """Every SCTP packet due now: one DTLS record each."""
-        packets: list[bytes] = []
         b = self._builder
+        if (
+            not self._control
+            and not self._solo
+            and not self._retransmit_count
+            and (self._flight >= self._cc.cwnd or self._queue.empty)
+            and not self._forward_tsn_due
+            and not self._cookie_echo_due
+            and not self._reset.pending
+        ):
+            # The per-packet common cases: nothing due, or only a SACK.
+            if not self._sack_now and (self._sack_due is None or now < self._sack_due):
+                return []
+            if self._state is _S.ESTABLISHED:
+                b.start(self.local_port, self.remote_port, self._peer_tag)
+                self._append_sack(b)
+                self._packets_sent += 1
+                return [b.finish()]
+        packets: list[bytes] = []
         for vtag, chunk in self._solo:
             b.start(self.local_port, self.remote_port, vtag)
             b.append(chunk)
@@ -518,7 +569,21 @@ class SctpAssociation:
                 # RFC 9260 §6.10: COOKIE ECHO is the first chunk of its packet.
                 b.append(self._cookie_echo)
                 self._cookie_echo_due = False
-            if self._sack_now or (self._sack_due is not None and self._control):
+            if self._sack_now or (
+                self._sack_due is not None
+                and (
+                    self._control
+                    or (
+                        sending_data
+                        and (
+                            self._retransmit_count
+                            or (self._flight < self._cc.cwnd and not self._queue.empty)
+                        )
+                    )
+                )
+            ):
+                # A pending delayed SACK rides on whatever goes out now; control chunks come
+                # before DATA in a packet (RFC 9260 §6.10).
                 self._append_sack(b)
             if self._control:
                 self._append_control(b)
@@ -538,15 +603,21 @@ class SctpAssociation:
                 if burst_left and self._append_new_data(b, now):
                     has_data = True
                     new_packets += 1
-                if has_data and self._sack_due is not None and b.room >= _SACK_CHUNK_BASE:
-                    # Piggyback the pending SACK on outgoing data (RFC 9260 §6.2).
-                    self._append_sack(b)
             if b.empty:
                 break
             packets.append(b.finish())
             if has_data and self._t3 is None:
                 self._t3 = now + self._rto.rto
         return self._count_out(packets)
+
+    def _reply(self, chunk: bytes) -> None:
+        """Queue an answer the peer asked for (HEARTBEAT ACK, ERROR, RE-CONFIG response). A
+        peer that floods requests faster than we send gets the excess dropped: the queue is
+        bounded like everything else the peer can make us hold."""
+        if len(self._control) < _MAX_QUEUED_REPLIES:
+            self._control.append(chunk)
+        else:
+            self._dropped += 1
 
     def _count_out(self, packets: list[bytes]) -> list[bytes]:
         self._packets_sent += len(packets)
@@ -568,11 +639,15 @@ class SctpAssociation:
         room_blocks = (b.room - _SACK_CHUNK_BASE) // 4
         if room_blocks < 0:
             return
-        dups = self._duplicates[: min(_MAX_DUPLICATES_REPORTED, room_blocks)]
-        gaps = rx.gap_blocks(room_blocks - len(dups)) if rx.has_gaps else []
         rwnd = self._advertised_rwnd()
-        b.append(ch.SackChunk(rx.cumulative & TSN_MASK, rwnd, tuple(gaps),
-                              tuple(dups)).encode())
+        if not self._duplicates and not rx.has_gaps:
+            b.append(_SACK_PLAIN.pack(ch.SACK, 0, 16, rx.cumulative & TSN_MASK, rwnd, 0, 0))
+        else:
+            dups = self._duplicates[: min(_MAX_DUPLICATES_REPORTED, room_blocks)]
+            gaps = rx.gap_blocks(room_blocks - len(dups)) if rx.has_gaps else []
+            b.append(
+                ch.SackChunk(rx.cumulative & TSN_MASK, rwnd, tuple(gaps), tuple(dups)).encode()
+            )
         if self._state is _S.SHUTDOWN_SENT and b.room >= 8:
             # RFC 9260 §9.2: in SHUTDOWN-SENT every SACK goes with a fresh SHUTDOWN.
             b.append(ch.ShutdownChunk(rx.cumulative & TSN_MASK).encode())
@@ -589,18 +664,23 @@ class SctpAssociation:
     def _append_retransmissions(self, b: PacketBuilder, now: float, ignore_cwnd: bool) -> bool:
         added = False
         cwnd = self._cc.cwnd
-        for c in self._sent:
+        sent = self._sent
+        # Start at the lowest TSN that may be marked, so that recovering a large window after
+        # a T3 timeout is linear, not quadratic.
+        start = max(0, self._rtx_hint - sent[0].tsn) if sent else 0
+        for index in range(start, len(sent)):
+            c = sent[index]
             if not c.retransmit:
+                self._rtx_hint = c.tsn + 1
                 continue
             size = len(c.payload)
             if 16 + size > b.room:
                 break
             if not ignore_cwnd and self._flight + size > cwnd:
                 break
-            b.append_data(
-                c.flags, c.tsn & TSN_MASK, c.stream_id, c.ssn, c.message.ppid, c.payload
-            )
+            b.append_data(c.flags, c.tsn & TSN_MASK, c.stream_id, c.ssn, c.message.ppid, c.payload)
             c.retransmit = False
+            self._rtx_hint = c.tsn + 1
             c.in_flight = True
             c.transmits += 1
             c.sent_at = now
@@ -651,8 +731,9 @@ class SctpAssociation:
             tsn = self._next_tsn
             self._next_tsn = tsn + 1
             payload = message.data[offset:end]
-            b.append_data(flags, tsn & TSN_MASK, message.stream_id, message.ssn,
-                          message.ppid, payload)
+            b.append_data(
+                flags, tsn & TSN_MASK, message.stream_id, message.ssn, message.ppid, payload
+            )
             self._sent.append(_Sent(tsn, flags, message, payload, now))
             message.offset = end
             message.last_tsn = tsn
@@ -689,81 +770,52 @@ class SctpAssociation:
             self._dropped += 1
             return
         packet = bytes(packet)
-        if not packet_checksum_ok(packet):
+        if len(packet) < 16:
+            self._dropped += 1
+            raise TruncatedInput(f"SCTP packet of {len(packet)} bytes")
+        src, dst, vtag = _COMMON_HEADER.unpack_from(packet, 0)
+        if (
+            crc32c_extend(crc32c(packet[:8] + _ZERO4), packet[12:])
+            != _CHECKSUM.unpack_from(packet, 8)[0]
+        ):
             self._bad_checksums += 1
             self._dropped += 1
             raise BadChecksum("SCTP CRC32c mismatch")
         try:
-            header = parse_header(packet)
             chunks = ch.parse_chunks(packet)
         except ProtocolError:
             self._dropped += 1
             raise
-        if header.destination_port != self.local_port or header.source_port != self.remote_port:
+        if dst != self.local_port or src != self.remote_port:
             self._dropped += 1
             return
-        if not self._tag_ok(header.verification_tag, chunks):
+        if not (vtag == self._local_tag and type(chunks[0]) is not ch.InitChunk) and not (
+            self._tag_ok(vtag, chunks)
+        ):
             self._dropped += 1
             return
         self._packets_received += 1
         self._last_rx_time = now
         had_gaps = self._rx.has_gaps
         data_seen = False
+        handlers = self._handlers
         for chunk in chunks:
             if self._terminated:
                 break
             kind = type(chunk)
             if kind is ch.DataChunk:
-                assert isinstance(chunk, ch.DataChunk)
                 if self._state in _DATA_RECEIVING:
-                    self._on_data(chunk)
+                    self._on_data(chunk)  # type: ignore[arg-type]
                     data_seen = True
-            elif kind is ch.SackChunk:
-                assert isinstance(chunk, ch.SackChunk)
-                self._on_sack(chunk, now)
-            elif kind is ch.InitChunk:
-                assert isinstance(chunk, ch.InitChunk)
-                self._on_init(chunk, now)
-            elif kind is ch.InitAckChunk:
-                assert isinstance(chunk, ch.InitAckChunk)
-                self._on_init_ack(chunk, now)
-            elif kind is ch.CookieEchoChunk:
-                assert isinstance(chunk, ch.CookieEchoChunk)
-                self._on_cookie_echo(chunk, now)
-            elif kind is ch.CookieAckChunk:
-                self._on_cookie_ack(now)
-            elif kind is ch.HeartbeatChunk:
-                assert isinstance(chunk, ch.HeartbeatChunk)
-                self._control.append(ch.HeartbeatAckChunk(chunk.info).encode())
-            elif kind is ch.HeartbeatAckChunk:
-                assert isinstance(chunk, ch.HeartbeatAckChunk)
-                self._on_heartbeat_ack(chunk, now)
             elif kind is ch.ForwardTsnChunk:
-                assert isinstance(chunk, ch.ForwardTsnChunk)
                 if self._state in _DATA_RECEIVING:
-                    self._on_forward_tsn(chunk)
+                    self._on_forward_tsn(chunk)  # type: ignore[arg-type]
                     data_seen = True
-            elif kind is ch.ReconfigChunk:
-                assert isinstance(chunk, ch.ReconfigChunk)
-                self._on_reconfig(chunk, now)
-            elif kind is ch.AbortChunk:
-                assert isinstance(chunk, ch.AbortChunk)
-                self._on_abort(chunk)
-            elif kind is ch.ShutdownChunk:
-                assert isinstance(chunk, ch.ShutdownChunk)
-                self._on_shutdown(chunk, now)
-            elif kind is ch.ShutdownAckChunk:
-                self._on_shutdown_ack()
-            elif kind is ch.ShutdownCompleteChunk:
-                if self._state is _S.SHUTDOWN_ACK_SENT:
-                    self._terminate("shutdown", self._shutdown_by_peer)
-            elif kind is ch.ErrorChunk:
-                assert isinstance(chunk, ch.ErrorChunk)
-                self._on_error(chunk, now)
-            else:
-                assert isinstance(chunk, ch.UnknownChunk)
-                if not self._on_unknown(chunk):
+            elif kind is ch.UnknownChunk:
+                if not self._on_unknown(chunk):  # type: ignore[arg-type]
                     break
+            else:
+                handlers[kind](chunk, now)
         if data_seen:
             self._data_packets_unacked += 1
             if (
@@ -778,7 +830,12 @@ class SctpAssociation:
                 self._sack_due = now + self.config.delayed_ack
         if self._deferred_reset is not None:
             self._maybe_perform_deferred_reset()
-        self._check_shutdown(now)
+        if self._state is not _S.ESTABLISHED:
+            self._check_shutdown(now)
+
+    def _on_shutdown_complete(self) -> None:
+        if self._state is _S.SHUTDOWN_ACK_SENT:
+            self._terminate("shutdown", self._shutdown_by_peer)
 
     def _tag_ok(self, vtag: int, chunks: list[ch.Chunk]) -> bool:
         first = chunks[0]
@@ -811,9 +868,7 @@ class SctpAssociation:
     @staticmethod
     def _peer_features(init: ch.InitChunk | ch.InitAckChunk) -> tuple[bool, bool]:
         exts = init.param(ch.PARAM_SUPPORTED_EXTENSIONS) or b""
-        prsctp = init.param(ch.PARAM_FORWARD_TSN_SUPPORTED) is not None or (
-            ch.FORWARD_TSN in exts
-        )
+        prsctp = init.param(ch.PARAM_FORWARD_TSN_SUPPORTED) is not None or (ch.FORWARD_TSN in exts)
         return prsctp, ch.RECONFIG in exts
 
     def _on_init(self, init: ch.InitChunk, now: float) -> None:
@@ -849,7 +904,8 @@ class SctpAssociation:
             self._initial_tsn & TSN_MASK,
             (*self._init_params(), (ch.PARAM_STATE_COOKIE, cookie)),
         )
-        self._solo.append((init.initiate_tag, ack.encode()))
+        if len(self._solo) < _MAX_QUEUED_REPLIES:
+            self._solo.append((init.initiate_tag, ack.encode()))
 
     def _on_init_ack(self, ack: ch.InitAckChunk, now: float) -> None:
         if self._state is not _S.COOKIE_WAIT:
@@ -873,7 +929,8 @@ class SctpAssociation:
             # RFC 9260 §5.2.6: report the staleness in microseconds to the cookie's owner.
             staleness = min(max(0, int(exc.staleness * 1_000_000)), TSN_MASK)
             error = ch.ErrorChunk(((ch.CAUSE_STALE_COOKIE, staleness.to_bytes(4, "big")),))
-            self._solo.append((exc.peer_tag, error.encode()))
+            if len(self._solo) < _MAX_QUEUED_REPLIES:
+                self._solo.append((exc.peer_tag, error.encode()))
             self._dropped += 1
             return
         except RemoteProtocolError:
@@ -971,7 +1028,7 @@ class SctpAssociation:
         rx = self._rx
         cum = rx.cumulative
         tsn = unwrap(chunk.tsn, cum)
-        if tsn <= cum or rx.contains(tsn):
+        if tsn <= cum or (tsn != cum + 1 and rx.contains(tsn)):
             self._duplicate_tsns += 1
             if len(self._duplicates) < _MAX_DUPLICATES_REPORTED:
                 self._duplicates.append(chunk.tsn)
@@ -980,11 +1037,10 @@ class SctpAssociation:
             self._dropped += 1
             return
         size = len(chunk.payload)
-        self._bytes_received += size
         if chunk.stream_id >= self._inbound_streams:
             # RFC 9260 §6.5: report the invalid stream, but acknowledge the TSN.
             cause = chunk.stream_id.to_bytes(2, "big") + b"\x00\x00"
-            self._control.append(ch.ErrorChunk(((ch.CAUSE_INVALID_STREAM, cause),)).encode())
+            self._reply(ch.ErrorChunk(((ch.CAUSE_INVALID_STREAM, cause),)).encode())
             rx.add(tsn)
             return
         window = self.config.receive_window
@@ -999,9 +1055,11 @@ class SctpAssociation:
             self._dropped += 1
             return
         rx.add(tsn)
+        self._bytes_received += size
         try:
-            self._inbound.add(tsn, chunk.flags, chunk.stream_id, chunk.ssn, chunk.ppid,
-                              chunk.payload)
+            self._inbound.add(
+                tsn, chunk.flags, chunk.stream_id, chunk.ssn, chunk.ppid, chunk.payload
+            )
         except MalformedInput as exc:
             logger.debug("dropping malformed message: %s", exc)
             self._dropped += 1
@@ -1130,9 +1188,13 @@ class SctpAssociation:
 
     def _mark_retransmit(self, c: _Sent, now: float) -> None:
         message = c.message
-        if self._peer_prsctp and message.partially_reliable and (
-            (message.max_retransmits is not None and c.transmits > message.max_retransmits)
-            or (message.expires_at is not None and now > message.expires_at)
+        if (
+            self._peer_prsctp
+            and message.partially_reliable
+            and (
+                (message.max_retransmits is not None and c.transmits > message.max_retransmits)
+                or (message.expires_at is not None and now > message.expires_at)
+            )
         ):
             self._abandon(message)
             return
@@ -1142,6 +1204,8 @@ class SctpAssociation:
         if not c.retransmit:
             c.retransmit = True
             self._retransmit_count += 1
+            if c.tsn < self._rtx_hint:
+                self._rtx_hint = c.tsn
 
     def _abandon(self, message: OutMessage) -> None:
         """PR-SCTP: give up on every fragment of ``message`` (RFC 3758 §3.5 A3)."""
@@ -1268,7 +1332,7 @@ class SctpAssociation:
                 self._respond(param.request_seq, RESULT_DENIED)
 
     def _respond(self, seq: int, result: int) -> None:
-        self._control.append(ch.ReconfigChunk((ReconfigResponse(seq, result).encode(),)).encode())
+        self._reply(ch.ReconfigChunk((ReconfigResponse(seq, result).encode(),)).encode())
 
     def _on_reset_request(self, req: OutgoingResetRequest) -> None:
         expected = self._peer_req_expected & TSN_MASK
@@ -1347,8 +1411,7 @@ class SctpAssociation:
             if state is not _S.SHUTDOWN_RECEIVED:
                 self._shutdown_by_peer = True
             self._state = _S.SHUTDOWN_RECEIVED
-            self._on_sack(ch.SackChunk(chunk.cumulative_tsn, self._peer_rwnd + self._flight),
-                          now)
+            self._on_sack(ch.SackChunk(chunk.cumulative_tsn, self._peer_rwnd + self._flight), now)
         elif state is _S.SHUTDOWN_SENT:
             self._state = _S.SHUTDOWN_ACK_SENT
             self._control.append(ch.ShutdownAckChunk().encode())
@@ -1402,9 +1465,10 @@ class SctpAssociation:
         action = chunk.chunk_type >> 6
         if action in (1, 3):
             raw = chunk.encode()
-            self._control.append(
-                ch.ErrorChunk(((ch.CAUSE_UNRECOGNIZED_CHUNK, raw[: 4 + len(chunk.value)]),)
-                              ).encode()
+            self._reply(
+                ch.ErrorChunk(
+                    ((ch.CAUSE_UNRECOGNIZED_CHUNK, raw[: 4 + len(chunk.value)]),)
+                ).encode()
             )
         return action >= 2
 

@@ -169,9 +169,10 @@ def decode_params(data: bytes | memoryview) -> Params:
     return tuple(params)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DataChunk:
-    """DATA (RFC 9260 §3.3.1)."""
+    """DATA (RFC 9260 §3.3.1). Not frozen only because a frozen dataclass's ``__init__`` costs
+    several times more, and one is built per received DATA chunk; treat it as immutable."""
 
     flags: int
     tsn: int
@@ -245,8 +246,8 @@ class InitAckChunk(_InitBase):
         return self._encode(INIT_ACK)
 
 
-@dataclass(frozen=True, slots=True)
-class SackChunk:
+@dataclass(slots=True)
+class SackChunk:  # not frozen for speed, like DataChunk
     """SACK (RFC 9260 §3.3.4). Gap blocks are (start, end) offsets from ``cumulative_tsn``."""
 
     cumulative_tsn: int
@@ -498,8 +499,14 @@ def _parse_one(ctype: int, flags: int, value: memoryview) -> Chunk:
 
 def parse_chunks(packet: bytes | memoryview, offset: int = 12) -> list[Chunk]:
     """Parse every chunk after the common header; raises on any malformed chunk."""
+    end = len(packet)
+    if end - offset >= 32 and type(packet) is bytes:
+        # Fast path: a packet holding exactly one DATA chunk (most packets in bulk transfer).
+        ctype, flags, length = _CHUNK_HEADER.unpack_from(packet, offset)
+        if ctype == DATA and length > 16 and 0 <= end - offset - length <= (-length & 3):
+            tsn, sid, ssn, ppid = _DATA_FIELDS.unpack_from(packet, offset + 4)
+            return [DataChunk(flags, tsn, sid, ssn, ppid, packet[offset + 16 : offset + length])]
     view = memoryview(packet)
-    end = len(view)
     chunks: list[Chunk] = []
     pos = offset
     if pos >= end:

@@ -27,6 +27,7 @@ __all__ = [
     "PacketBuilder",
     "PacketHeader",
     "crc32c",
+    "crc32c_extend",
     "crc32c_python",
     "parse_header",
     "packet_checksum_ok",
@@ -37,6 +38,7 @@ COMMON_HEADER_SIZE: Final = 12
 _HEADER: Final = struct.Struct("!HHI")
 _CRC: Final = struct.Struct("<I")  # RFC 9260 Appendix A: the CRC32c is stored little-endian
 _ZERO4: Final = b"\x00\x00\x00\x00"
+_PADDING: Final = (b"", b"\x00", b"\x00\x00", b"\x00\x00\x00")
 
 # Castagnoli polynomial, reflected (RFC 9260 Appendix A).
 _POLY: Final = 0x82F63B78
@@ -64,16 +66,26 @@ def crc32c_python(data: bytes, crc: int = 0) -> int:
     return crc ^ 0xFFFFFFFF
 
 
-def _load_backend() -> tuple[Callable[[bytes], int], str]:
+def _crc32c_python_value(data: bytes) -> int:
+    return crc32c_python(data)
+
+
+def _crc32c_python_extend(crc: int, data: bytes) -> int:
+    return crc32c_python(data, crc)
+
+
+def _load_backend() -> tuple[Callable[[bytes], int], Callable[[int, bytes], int], str]:
     try:
         from google_crc32c import _crc32c  # type: ignore[import-not-found, unused-ignore]
     except ImportError:  # pragma: no cover - depends on the environment
-        return crc32c_python, "python"
+        return _crc32c_python_value, _crc32c_python_extend, "python"
     value: Callable[[bytes], int] = _crc32c.value
-    return value, "google-crc32c"
+    extend: Callable[[int, bytes], int] = _crc32c.extend
+    return value, extend, "google-crc32c"
 
 
-crc32c, CRC32C_BACKEND = _load_backend()
+#: ``crc32c(data)`` and ``crc32c_extend(crc, more)`` from the backend picked at import.
+crc32c, crc32c_extend, CRC32C_BACKEND = _load_backend()
 
 
 class PacketHeader:
@@ -120,13 +132,17 @@ def with_checksum(packet: bytes | bytearray) -> bytes:
 
 
 class PacketBuilder:
-    """Fills SCTP packets of at most ``max_size`` bytes into one reused buffer.
+    """Assembles SCTP packets of at most ``max_size`` bytes.
 
     Usage: :meth:`start`, then :meth:`append` / :meth:`append_data` while :attr:`room` allows,
     then :meth:`finish` which returns the packet bytes with the checksum set.
+
+    The packet is kept as a list of ``bytes`` parts: the CRC32c runs over the parts in place
+    (the C kernel's ``extend``) and one ``join`` makes the packet, so a DATA payload is copied
+    once on its way out (twice when it is a fragment cut out of a larger message).
     """
 
-    __slots__ = ("_buf", "_header", "_pos", "max_size")
+    __slots__ = ("_header", "_parts", "_size", "max_size")
 
     _DATA_HEADER: Final = struct.Struct("!BBHIHHI")
 
@@ -134,31 +150,31 @@ class PacketBuilder:
         if max_size < 64:
             raise LocalProtocolError(f"SCTP packet size {max_size} is too small")
         self.max_size = max_size
-        self._buf = bytearray(max_size)
         self._header = b""
-        self._pos = 0
+        self._parts: list[bytes] = []
+        self._size = COMMON_HEADER_SIZE
 
     def start(self, source_port: int, destination_port: int, verification_tag: int) -> None:
-        self._header = _HEADER.pack(source_port, destination_port, verification_tag) + _ZERO4
-        self._buf[:COMMON_HEADER_SIZE] = self._header
-        self._pos = COMMON_HEADER_SIZE
+        self._header = _HEADER.pack(source_port, destination_port, verification_tag)
+        self._parts = []
+        self._size = COMMON_HEADER_SIZE
 
     @property
     def room(self) -> int:
         """Bytes still free in the packet."""
-        return self.max_size - self._pos
+        return self.max_size - self._size
 
     @property
     def empty(self) -> bool:
-        return self._pos == COMMON_HEADER_SIZE
+        return self._size == COMMON_HEADER_SIZE
 
     def append(self, chunk: bytes) -> None:
         """Append one encoded chunk (already padded to a multiple of four bytes)."""
-        end = self._pos + len(chunk)
-        if end > self.max_size:
+        size = self._size + len(chunk)
+        if size > self.max_size:
             raise LocalProtocolError("chunk does not fit the packet")
-        self._buf[self._pos : end] = chunk
-        self._pos = end
+        self._parts.append(chunk)
+        self._size = size
 
     def append_data(
         self,
@@ -167,27 +183,28 @@ class PacketBuilder:
         stream_id: int,
         ssn: int,
         ppid: int,
-        payload: bytes | memoryview,
+        payload: bytes,
     ) -> None:
         """Append a DATA chunk (RFC 9260 §3.3.1) without building an intermediate object."""
         length = 16 + len(payload)
-        pos = self._pos
-        end = pos + length
-        padded = (end + 3) & ~3
-        if padded > self.max_size:
+        pad = -length & 3
+        size = self._size + length + pad
+        if size > self.max_size:
             raise LocalProtocolError("DATA chunk does not fit the packet")
-        buf = self._buf
-        self._DATA_HEADER.pack_into(buf, pos, 0, flags, length, tsn, stream_id, ssn, ppid)
-        buf[pos + 16 : end] = payload
-        if padded != end:
-            buf[end:padded] = bytes(padded - end)
-        self._pos = padded
+        parts = self._parts
+        parts.append(self._DATA_HEADER.pack(0, flags, length, tsn, stream_id, ssn, ppid))
+        parts.append(payload)
+        if pad:
+            parts.append(_PADDING[pad])
+        self._size = size
 
     def finish(self) -> bytes:
-        buf = self._buf
-        pos = self._pos
-        buf[8:12] = _ZERO4
-        _CRC.pack_into(buf, 8, crc32c(bytes(buf[:pos])))
-        packet = bytes(buf[:pos])
-        self._pos = COMMON_HEADER_SIZE
+        header = self._header
+        crc = crc32c(header + _ZERO4)
+        parts = self._parts
+        for part in parts:
+            crc = crc32c_extend(crc, part)
+        packet = b"".join((header, _CRC.pack(crc), *parts))
+        self._parts = []
+        self._size = COMMON_HEADER_SIZE
         return packet

@@ -47,7 +47,7 @@ class OutMessage:
     ) -> None:
         self.stream_id = stream_id
         self.ppid = ppid
-        self.data = memoryview(data)
+        self.data = data  # slicing bytes copies only the fragment; a whole message is shared
         self.ordered = ordered
         self.max_retransmits = max_retransmits
         self.expires_at = expires_at

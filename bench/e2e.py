@@ -1,0 +1,186 @@
+"""End-to-end benchmark on loopback: zmesh through 1, 2 and 3 hops vs. direct vs. Tor.
+
+Starts real processes (``zmesh rendezvous``, ``--nodes`` ``zmesh node``\\ s, one ``zmesh proxy``
+per hop count, the test web server on 127.0.0.2) and measures with curl, exactly as
+``../shared/tools/tor_loopback.sh`` measures Tor:
+
+- throughput: ``--runs`` downloads of ``--mb`` MiB, Mbit/s = bytes·8 / curl ``time_total``, on a
+  circuit built beforehand by a small fetch (circuit setup is not part of the timed download);
+- time to first byte: ``--ttfb-runs`` fetches of a 1 KiB file, curl ``time_starttransfer``
+  (SOCKS handshake + stream open + HTTP request/response on the built circuit);
+- the same downloads directly (no proxy) as the same-run baseline;
+- Tor's figures from ``tor_loopback.sh`` in the same run (skipped with ``--no-tor`` or when
+  ``tor`` is not installed; the reason is in the JSON).
+
+Prints ONE JSON object on stdout; progress goes to stderr. Usage::
+
+    python bench/e2e.py [--mb 50] [--runs 3] [--ttfb-runs 5] [--hops 1,2,3] [--no-tor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TOR_SCRIPT = ROOT.parent / "shared" / "tools" / "tor_loopback.sh"
+WEB_HOST = "127.0.0.2"  # like tor_loopback.sh: the destination is not a relay's address
+
+
+def log(msg: str) -> None:
+    print(f"[e2e] {msg}", file=sys.stderr, flush=True)
+
+
+class Proc:
+    def __init__(self, args: list[str], logfile: pathlib.Path) -> None:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.logf = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
+                                  stderr=self.logf, cwd=ROOT, env=env)
+        assert self.p.stdout is not None
+        deadline = time.monotonic() + 30
+        self.info: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            line = self.p.stdout.readline()
+            if not line:
+                break
+            try:
+                info = json.loads(line)
+            except ValueError:
+                continue
+            if info.get("ready"):
+                self.info = info
+                return
+        self.stop()
+        raise RuntimeError(f"{args} did not start; see {logfile}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.send_signal(signal.SIGTERM)
+            try:
+                self.p.wait(5)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        self.logf.close()
+
+
+def curl(url: str, socks: int | None, write_out: str, timeout: float = 300) -> dict[str, float]:
+    args = ["curl", "-sS", "-o", os.devnull, "--max-time", str(int(timeout)), "-w", write_out]
+    if socks is not None:
+        args += ["--socks5-hostname", f"127.0.0.1:{socks}"]
+    r = subprocess.run([*args, url], capture_output=True, text=True, timeout=timeout + 10)
+    if r.returncode != 0:
+        raise RuntimeError(f"curl {url} failed: {r.stderr.strip()}")
+    keys = [k.strip("%{}") for k in write_out.split()]
+    return {k: float(v) for k, v in zip(keys, r.stdout.split(), strict=True)}
+
+
+def measure(base: str, socks: int | None, size: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
+    curl(f"{base}/bytes/1024", socks, "%{time_total}")  # builds the circuit, warms up
+    mbit = []
+    for _ in range(runs):
+        r = curl(f"{base}/bytes/{size}", socks, "%{size_download} %{time_total}")
+        if int(r["size_download"]) != size:
+            raise RuntimeError(f"short download: {r['size_download']} of {size}")
+        mbit.append(round(size * 8 / r["time_total"] / 1e6, 1))
+    ttfb = [
+        round(curl(f"{base}/bytes/1024", socks, "%{time_starttransfer}")["time_starttransfer"]
+              * 1e3, 2)
+        for _ in range(ttfb_runs)
+    ]
+    return {
+        "mbit_s": mbit,
+        "mbit_s_median": statistics.median(mbit),
+        "ttfb_ms": ttfb,
+        "ttfb_ms_median": statistics.median(ttfb),
+    }
+
+
+def run_tor(mb: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
+    if shutil.which("tor") is None:
+        return {"skipped": "tor is not installed (apt-get install tor)"}
+    if not TOR_SCRIPT.exists():
+        return {"skipped": f"{TOR_SCRIPT} not found"}
+    env = {**os.environ, "BIG_MB": str(mb), "RUNS_BIG": str(runs), "RUNS_TTFB": str(ttfb_runs)}
+    log("running tor_loopback.sh (private Tor network on loopback) ...")
+    r = subprocess.run(["bash", str(TOR_SCRIPT)], capture_output=True, text=True, env=env,
+                       timeout=600)
+    if r.returncode != 0:
+        return {"skipped": f"tor_loopback.sh failed: {r.stderr.strip()[-400:]}"}
+    data = json.loads(r.stdout.strip().splitlines()[-1])
+    return {k: data[k] for k in ("tor_version", "hops", "tor_mbit_s", "tor_mbit_s_median",
+                                 "tor_ttfb_ms", "tor_ttfb_ms_median") if k in data}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--mb", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--ttfb-runs", type=int, default=5)
+    ap.add_argument("--hops", default="1,2,3")
+    ap.add_argument("--nodes", type=int, default=4)
+    ap.add_argument("--no-tor", action="store_true")
+    args = ap.parse_args()
+    if shutil.which("curl") is None:
+        print(json.dumps({"bench": "e2e", "error": "curl not found"}))
+        return 1
+    size = args.mb * 1024 * 1024
+    hops_list = [int(h) for h in args.hops.split(",")]
+    started = time.monotonic()
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix="zmesh-e2e-"))
+    procs: list[Proc] = []
+    result: dict[str, Any] = {"bench": "e2e", "file_bytes": size, "cpus": os.cpu_count()}
+    try:
+        rv = Proc(["-m", "zmesh.cli", "rendezvous", "--port", "0", "--state-dir",
+                   str(tmp / "rv")], tmp / "rv.log")
+        procs.append(rv)
+        web = Proc(["-m", "zmesh.io_trio.testsite", "--host", WEB_HOST], tmp / "web.log")
+        procs.append(web)
+        base = f"http://{WEB_HOST}:{web.info['port']}"
+        for i in range(args.nodes):
+            procs.append(Proc(["-m", "zmesh.cli", "node", "--port", "0", "--state-dir",
+                               str(tmp / f"n{i}"), "--rendezvous", rv.info["url"],
+                               "--exit-allow-loopback"], tmp / f"n{i}.log"))
+        log(f"{args.nodes} nodes up")
+        log("direct baseline ...")
+        result["direct"] = measure(base, None, size, args.runs, args.ttfb_runs)
+        for hops in hops_list:
+            proxy = Proc(["-m", "zmesh.cli", "proxy", "--socks-port", "0", "--hops", str(hops),
+                          "--state-dir", str(tmp / f"p{hops}"), "--rendezvous", rv.info["url"]],
+                         tmp / f"p{hops}.log")
+            procs.append(proxy)
+            log(f"zmesh {hops} hop(s) ...")
+            result[f"zmesh_{hops}_hops"] = measure(base, proxy.info["socks_port"], size,
+                                                   args.runs, args.ttfb_runs)
+            proxy.stop()
+            procs.remove(proxy)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        result["error"] = str(exc)
+    finally:
+        for p in reversed(procs):
+            p.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    result["tor"] = {"skipped": "--no-tor"} if args.no_tor else run_tor(
+        args.mb, args.runs, args.ttfb_runs)
+    two = result.get("zmesh_2_hops", {}).get("mbit_s_median")
+    tor = result["tor"].get("tor_mbit_s_median")
+    if two and tor:
+        result["zmesh_2_hops_vs_tor_3_hops"] = round(two / tor, 2)
+    result["elapsed_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result))
+    return 1 if "error" in result else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
