@@ -8,7 +8,9 @@ ordered channel for ``seconds``, then asks the answerer how many bytes it receiv
 is received bits over the time until that answer. Latency: ``pings`` sequential 64-byte
 round trips on a second channel; median and 99th percentile.
 
-``--profile FILE`` runs the zmesh offerer under cProfile and writes the stats to FILE.
+``--profile FILE`` runs the zmesh offerer under cProfile and writes the stats to FILE;
+``ZMESH_BENCH_CHILD_PROFILE=FILE`` does the same for the answering child. ``--inprocess MB``
+adds the CPU ceiling: two sans-IO peers in this process, no sockets.
 """
 
 from __future__ import annotations
@@ -220,6 +222,58 @@ def _aiortc_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
     return result
 
 
+def _inprocess(megabytes: int, size: int) -> dict[str, float]:
+    """Two sans-IO PeerConnections wired together in this process (no sockets, one core):
+    the CPU ceiling of the stack for both directions of work together."""
+    sys.path.insert(0, ROOT)
+    from zmesh.sansio.webrtc.peerconnection import ConnectionState, PeerConnection
+
+    a_addr, b_addr = ("127.0.0.1", 40001), ("127.0.0.1", 40002)
+    a, b = PeerConnection(), PeerConnection()
+    a.add_host_address(a_addr)
+    b.add_host_address(b_addr)
+    now = 0.0
+    a.create_offer(now)
+    a.finish_gathering()
+    b.set_remote_description(a.current_local_description(), now)
+    b.finish_gathering()
+    a.set_remote_description(b.create_answer(now), now)
+    received = 0
+
+    def step() -> None:
+        nonlocal now, received
+        for data, _ in a.datagrams_to_send(now):
+            b.receive_datagram(data, a_addr, now)
+        for data, _ in b.datagrams_to_send(now):
+            a.receive_datagram(data, b_addr, now)
+        while a.next_event() is not None:
+            pass
+        while (event := b.next_event()) is not None:
+            if type(event).__name__ == "MessageReceived":
+                received += len(event.data)
+        now += 0.0005
+        timers = [t for t in (a.get_timer(), b.get_timer()) if t is not None]
+        if timers and min(timers) <= now:
+            a.handle_timer(now)
+            b.handle_timer(now)
+
+    while a.state is not ConnectionState.CONNECTED or b.state is not ConnectionState.CONNECTED:
+        step()
+    channel = a.create_channel("bulk", now=now)
+    payload = os.urandom(size)
+    total = megabytes * 1024 * 1024
+    sent = 0
+    start = time.perf_counter()
+    while received < total:
+        sctp = a.sctp
+        while sent < total and sctp.buffered_amount(channel.id) < 1 << 20:
+            a.send(channel.id, payload, now)
+            sent += size
+        step()
+    elapsed = time.perf_counter() - start
+    return {"throughput_mbit_s": received * 8 / elapsed / 1e6, "bytes_received": received}
+
+
 def _latency(rtts: list[float]) -> dict[str, float]:
     ordered = sorted(rtts)
     return {
@@ -236,6 +290,8 @@ def main() -> None:
     parser.add_argument("--profile", default=None)
     parser.add_argument("--only", choices=["zmesh", "aiortc"], default=None)
     parser.add_argument("--child", choices=["zmesh", "aiortc"], default=None)
+    parser.add_argument("--inprocess", type=int, default=0, metavar="MB",
+                        help="also move MB megabytes between two sans-IO peers in-process")
     args = parser.parse_args()
     if args.child == "zmesh":
         child_profile = os.environ.get("ZMESH_BENCH_CHILD_PROFILE")
@@ -262,11 +318,13 @@ def main() -> None:
             report["zmesh"] = _zmesh_parent(args.seconds, args.size, args.pings)
     if args.only in (None, "aiortc"):
         report["aiortc_baseline"] = _aiortc_parent(args.seconds, args.size, args.pings)
+    if args.inprocess:
+        report["zmesh_inprocess_one_core"] = _inprocess(args.inprocess, args.size)
     if "zmesh" in report and "aiortc_baseline" in report:
         base = report["aiortc_baseline"]["throughput_mbit_s"]
         report["throughput_ratio_vs_aiortc"] = round(
             report["zmesh"]["throughput_mbit_s"] / base, 2) if base else None
-    for key in ("zmesh", "aiortc_baseline"):
+    for key in ("zmesh", "aiortc_baseline", "zmesh_inprocess_one_core"):
         if key in report:
             report[key]["throughput_mbit_s"] = round(report[key]["throughput_mbit_s"], 1)
     print(json.dumps(report))

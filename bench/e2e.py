@@ -86,14 +86,33 @@ def curl(url: str, socks: int | None, write_out: str, timeout: float = 300) -> d
     return {k: float(v) for k, v in zip(keys, r.stdout.split(), strict=True)}
 
 
-def measure(base: str, socks: int | None, size: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(
+    base: str,
+    socks: int | None,
+    size: int,
+    runs: int,
+    ttfb_runs: int,
+    cpu_pids: dict[str, list[int]] | None = None,
+) -> dict[str, Any]:
     curl(f"{base}/bytes/1024", socks, "%{time_total}")  # builds the circuit, warms up
     mbit = []
+    before = {k: sum(cpu_seconds(p) for p in v) for k, v in (cpu_pids or {}).items()}
     for _ in range(runs):
         r = curl(f"{base}/bytes/{size}", socks, "%{size_download} %{time_total}")
         if int(r["size_download"]) != size:
             raise RuntimeError(f"short download: {r['size_download']} of {size}")
         mbit.append(round(size * 8 / r["time_total"] / 1e6, 1))
+    per_100mb = 100e6 / (size * runs)
+    cpu = {
+        k: round((sum(cpu_seconds(p) for p in v) - before[k]) * per_100mb, 2)
+        for k, v in (cpu_pids or {}).items()
+    }
     ttfb = [
         round(curl(f"{base}/bytes/1024", socks, "%{time_starttransfer}")["time_starttransfer"]
               * 1e3, 2)
@@ -104,7 +123,59 @@ def measure(base: str, socks: int | None, size: int, runs: int, ttfb_runs: int) 
         "mbit_s_median": statistics.median(mbit),
         "ttfb_ms": ttfb,
         "ttfb_ms_median": statistics.median(ttfb),
+        **({"cpu_s_per_100mb": cpu} if cpu else {}),
     }
+
+
+def link_only(cells: int = 50_000) -> float:
+    """Raw WebSocketLink throughput (Mbit/s) between two tasks of this process: the ceiling the
+    link layer alone puts on a hop."""
+    import trio
+
+    sys.path.insert(0, str(ROOT))
+    from zmesh.io_trio.state import NodeIdentity
+    from zmesh.io_trio.websocket_link import (
+        CELL_SIZE,
+        WebSocketLink,
+        connect_websocket_link,
+        serve_websocket_links,
+    )
+
+    server, client = NodeIdentity.generate(), NodeIdentity.generate()
+    result: list[float] = []
+
+    async def main() -> None:
+        done = trio.Event()
+
+        async def on_link(link: WebSocketLink) -> None:
+            async with trio.open_nursery() as n:
+                n.start_soon(link.run)
+                got = 0
+                while got < cells:
+                    got += len(await link.receive_cells())
+                done.set()
+                n.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            port = await nursery.start(
+                lambda task_status: serve_websocket_links(server, on_link, task_status=task_status)
+            )
+            link = await connect_websocket_link("127.0.0.1", port, client)
+            nursery.start_soon(link.run)
+            cell = bytes(CELL_SIZE)
+            t0 = time.perf_counter()
+            sent = 0
+            while sent < cells:
+                k = link.send_cells_nowait([cell] * min(256, cells - sent))
+                sent += k
+                if k == 0:
+                    await link.wait_send_space()
+            await done.wait()
+            result.append(cells * CELL_SIZE * 8 / (time.perf_counter() - t0) / 1e6)
+            nursery.cancel_scope.cancel()
+
+    trio.run(main)
+    return round(result[0], 1)
 
 
 def run_tor(mb: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
@@ -153,6 +224,8 @@ def main() -> int:
                                str(tmp / f"n{i}"), "--rendezvous", rv.info["url"],
                                "--exit-allow-loopback"], tmp / f"n{i}.log"))
         log(f"{args.nodes} nodes up")
+        node_pids = [p.p.pid for p in procs[2:]]
+        result["link_only_mbit_s"] = link_only()
         log("direct baseline ...")
         result["direct"] = measure(base, None, size, args.runs, args.ttfb_runs)
         for hops in hops_list:
@@ -161,8 +234,10 @@ def main() -> int:
                          tmp / f"p{hops}.log")
             procs.append(proxy)
             log(f"zmesh {hops} hop(s) ...")
-            result[f"zmesh_{hops}_hops"] = measure(base, proxy.info["socks_port"], size,
-                                                   args.runs, args.ttfb_runs)
+            result[f"zmesh_{hops}_hops"] = measure(
+                base, proxy.info["socks_port"], size, args.runs, args.ttfb_runs,
+                cpu_pids={"client": [proxy.p.pid], "nodes": node_pids, "web": [web.p.pid]},
+            )
             proxy.stop()
             procs.remove(proxy)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:

@@ -50,6 +50,7 @@ FLAGS = [
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.browser,
+    pytest.mark.slow,  # Chromium start-up: about 3 s per test on a busy 2-core machine
     pytest.mark.trio,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="chromium not installed"),
 ]

@@ -109,3 +109,47 @@ async def test_webrtc_link_carries_cells_and_closes(fec: bool) -> None:
                 await link_b.receive_cell()
             with pytest.raises(LinkClosed):
                 await link_a.send_cell(b"x")
+
+
+def strip_candidates(sdp: str) -> str:
+    return "".join(line for line in sdp.splitlines(keepends=True)
+                   if not line.startswith(("a=candidate:", "a=end-of-candidates")))
+
+
+async def test_trickle_ice_between_two_peers() -> None:
+    async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2, \
+            WebRtcPeer(e1) as a, WebRtcPeer(e2) as b:
+        offer = strip_candidates(await a.create_offer(trickle=True))
+        answer = strip_candidates(await b.create_answer(offer, trickle=True))
+        await a.set_remote_answer(answer)
+
+        async def forward(src: WebRtcPeer, dst: WebRtcPeer) -> None:
+            async for candidate in src.local_candidates():
+                await dst.add_remote_candidate(candidate)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(forward, a, b)
+            nursery.start_soon(forward, b, a)
+            with trio.fail_after(15):
+                await a.wait_connected()
+                await b.wait_connected()
+        assert b.pc.ice is not None and b.pc.ice.remote_end_of_candidates
+        channel = await a.create_channel("after-trickle")
+        await channel.send(b"ok")
+        with trio.fail_after(10):
+            assert await (await b.accept_channel()).receive() == b"ok"
+
+
+async def test_closing_one_peer_closes_the_other_promptly() -> None:
+    async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2, \
+            WebRtcPeer(e2) as b:
+        async with WebRtcPeer(e1) as a:
+            await connect(a, b)
+            channel = await a.create_channel("x")
+            with trio.fail_after(10):
+                incoming = await b.accept_channel()
+        # a is closed (SCTP ABORT, then DTLS close_notify): b notices without any timeout.
+        with trio.fail_after(3), pytest.raises(ChannelClosedError):
+            await incoming.receive()
+        assert b.state.value == "closed"
+        del channel

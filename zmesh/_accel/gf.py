@@ -137,6 +137,10 @@ class RegionKernels(Protocol):
         self, dst: WritableBuffer, srcs: Sequence[Buffer], coefs: Sequence[int]
     ) -> None: ...
 
+    def mul_add_window(
+        self, dst: WritableBuffer, window: Buffer, stride: int, slots: bytes, coefs: bytes
+    ) -> None: ...
+
 
 def region_kernels(field: Field, tables: Sequence[bytes], backend: str) -> RegionKernels:
     """Kernels for ``field`` on ``backend``; ``tables[c]`` is the 256-byte product table of c.
@@ -191,6 +195,26 @@ def _length_mismatch(n_dst: int, n_src: int) -> LocalProtocolError:
 def _check_multi(srcs: Sequence[Buffer], coefs: Sequence[int]) -> None:
     if len(srcs) != len(coefs):
         raise LocalProtocolError(f"{len(srcs)} sources but {len(coefs)} coefficients")
+
+
+def _window_args(stride: int, slots: object, coefs: object, order: int) -> tuple[bytes, bytes]:
+    """Check ``mul_add_window``'s scalar arguments; ``slots``/``coefs`` as bytes."""
+    if stride.__class__ is not int or stride < 0:
+        raise LocalProtocolError(f"stride must be a non-negative int, not {stride!r}")
+    try:
+        s = slots if slots.__class__ is bytes else bytes(slots)  # type: ignore[call-overload]
+        c = coefs if coefs.__class__ is bytes else bytes(coefs)  # type: ignore[call-overload]
+    except (TypeError, ValueError) as exc:
+        raise LocalProtocolError(f"slots and coefs must be bytes (values 0..255): {exc}") from exc
+    if len(s) != len(c):
+        raise LocalProtocolError(f"{len(s)} slots but {len(c)} coefficients")
+    if order < 256 and c and max(c) >= order:
+        raise LocalProtocolError(f"coefficient {max(c)} out of range 0..{order - 1}")
+    return s, c
+
+
+def _window_overrun(slot: int) -> LocalProtocolError:
+    return LocalProtocolError(f"window slot {slot} lies outside the window buffer")
 
 
 # ---- the pure-Python twin ------------------------------------------------------------------
@@ -260,6 +284,20 @@ class _PythonKernels:
                     acc ^= int.from_bytes(self._product(s[lo:hi], c), "little")
             d[lo:hi] = acc.to_bytes(hi - lo, "little")
 
+    def mul_add_window(
+        self, dst: WritableBuffer, window: Buffer, stride: int, slots: bytes, coefs: bytes
+    ) -> None:
+        s, c = _window_args(stride, slots, coefs, self._order)
+        d = _byte_view(dst, "dst", writable=True)
+        w = _byte_view(window, "window", writable=False)
+        n = len(d)
+        if not s or not n:
+            return
+        for slot in s:
+            if slot * stride + n > len(w):
+                raise _window_overrun(slot)
+        self.mul_add_multi(d, [w[k * stride : k * stride + n] for k in s], c)
+
 
 # ---- the C module --------------------------------------------------------------------------
 
@@ -287,7 +325,15 @@ class _CKernels:
     """Thin, allocation-light wrappers: at a 1200-byte symbol the Python side of a call costs
     more than the SIMD work, so the common argument types take the shortest path."""
 
-    __slots__ = ("_backend", "_id", "_mul", "_mul_add", "_mul_add_multi", "_order")
+    __slots__ = (
+        "_backend",
+        "_id",
+        "_mul",
+        "_mul_add",
+        "_mul_add_multi",
+        "_mul_add_window",
+        "_order",
+    )
 
     def __init__(self, field: Field, order: int, backend_id: int, backend: str) -> None:
         self._order = order
@@ -296,6 +342,7 @@ class _CKernels:
         self._mul_add = getattr(_lib, f"zm_{field}_mul_add")
         self._mul = getattr(_lib, f"zm_{field}_mul")
         self._mul_add_multi = getattr(_lib, f"zm_{field}_mul_add_multi")
+        self._mul_add_window = getattr(_lib, f"zm_{field}_mul_add_window")
 
     @property
     def backend(self) -> str:
@@ -364,3 +411,24 @@ class _CKernels:
         if pinned and n:
             ptrs = _ffi.new("uint8_t *[]", pinned)
             self._mul_add_multi(self._id, d, ptrs, coef_bytes, len(pinned), n)
+
+    def mul_add_window(
+        self, dst: WritableBuffer, window: Buffer, stride: int, slots: bytes, coefs: bytes
+    ) -> None:
+        # One pin for dst and one for the window, whatever the number of sources: this is the
+        # entry point for callers that keep their symbols in one buffer (the Tetrys window).
+        if (
+            slots.__class__ is not bytes
+            or coefs.__class__ is not bytes
+            or stride.__class__ is not int
+            or stride < 0
+            or len(slots) != len(coefs)
+            or (self._order < 256 and coefs and max(coefs) >= self._order)
+        ):
+            slots, coefs = _window_args(stride, slots, coefs, self._order)
+        d = _ffi.from_buffer(dst) if dst.__class__ is bytearray else self._dst(dst)
+        w = window if window.__class__ is bytes else self._src(window, "window")
+        n = len(d)
+        if self._mul_add_window(self._id, d, w, len(w), stride, slots, coefs, len(slots), n):
+            bad = next(k for k in slots if k * stride + n > len(w))
+            raise _window_overrun(bad)

@@ -334,6 +334,38 @@ static void region_mul_add_multi(const zm_field_tables *t, int backend, uint8_t 
     }
 }
 
+static int region_mul_add_window(const zm_field_tables *t, int backend, uint8_t *dst,
+                                 const uint8_t *window, size_t window_len, size_t stride,
+                                 const uint8_t *slots, const uint8_t *coefs, size_t count,
+                                 size_t n) {
+    if (count == 0 || n == 0) return 0;
+    /* Validate every slot before the first write, so a bad call leaves dst as it was. Written
+     * as a division so that slot * stride + n cannot overflow. */
+    if (n > window_len) return -1;
+    size_t last_start = window_len - n;
+    if (stride != 0) {
+        size_t max_slot = last_start / stride;
+        for (size_t j = 0; j < count; j++) {
+            if (slots[j] > max_slot) return -1;
+        }
+    }
+    zm_kernels k = pick(backend);
+    for (size_t off = 0; off < n; off += ZM_MULTI_BLOCK) {
+        size_t len = n - off < ZM_MULTI_BLOCK ? n - off : ZM_MULTI_BLOCK;
+        for (size_t j = 0; j < count; j++) {
+            unsigned c = coefs[j];
+            if (c == 0) continue;
+            const uint8_t *src = window + (size_t)slots[j] * stride + off;
+            if (c == 1) {
+                k.xor_(dst + off, src, len);
+            } else {
+                k.mul_add(dst + off, src, len, t->nib[c], t->full[c]);
+            }
+        }
+    }
+    return 0;
+}
+
 void zm_gf256_mul_add(int backend, uint8_t *dst, const uint8_t *src, size_t n, unsigned coef) {
     region_mul_add(&gf256_tables, backend, dst, src, n, coef & 0xFFu);
 }
@@ -345,6 +377,13 @@ void zm_gf256_mul(int backend, uint8_t *dst, size_t n, unsigned coef) {
 void zm_gf256_mul_add_multi(int backend, uint8_t *dst, const uint8_t *const *srcs,
                             const uint8_t *coefs, size_t count, size_t n) {
     region_mul_add_multi(&gf256_tables, backend, dst, srcs, coefs, count, n);
+}
+
+int zm_gf256_mul_add_window(int backend, uint8_t *dst, const uint8_t *window, size_t window_len,
+                            size_t stride, const uint8_t *slots, const uint8_t *coefs,
+                            size_t count, size_t n) {
+    return region_mul_add_window(&gf256_tables, backend, dst, window, window_len, stride, slots,
+                                 coefs, count, n);
 }
 
 /* GF(16) coefficients are masked to 4 bits so a stray value can never index past row 15 of
@@ -362,4 +401,12 @@ void zm_gf16_mul_add_multi(int backend, uint8_t *dst, const uint8_t *const *srcs
     /* Rows 16..255 of gf16_tables are zero, so an out-of-range coefficient would only drop a
      * term; Python validates every coefficient before calling. */
     region_mul_add_multi(&gf16_tables, backend, dst, srcs, coefs, count, n);
+}
+
+int zm_gf16_mul_add_window(int backend, uint8_t *dst, const uint8_t *window, size_t window_len,
+                           size_t stride, const uint8_t *slots, const uint8_t *coefs,
+                           size_t count, size_t n) {
+    /* As for mul_add_multi: rows 16..255 are zero and Python validates the coefficients. */
+    return region_mul_add_window(&gf16_tables, backend, dst, window, window_len, stride, slots,
+                                 coefs, count, n);
 }

@@ -31,11 +31,23 @@ void zm_gf256_mul(int backend, uint8_t *dst, size_t n, unsigned coef);
 void zm_gf256_mul_add_multi(int backend, uint8_t *dst, const uint8_t *const *srcs,
                             const uint8_t *coefs, size_t count, size_t n);
 
-/* The same three over packed GF(16): both nibbles of a byte are multiplied by coef (< 16). */
+/* dst ^= sum_k coefs[k] * window[slots[k] * stride .. + n]: a combination of symbols held in one
+ * contiguous buffer (the Tetrys decoder's and encoder's window), so the caller pins one buffer
+ * per call instead of one per source. Checks every slot first: returns 0, or -1 with dst
+ * untouched if a slot's n bytes do not lie inside the window_len-byte window. dst must not
+ * overlap the window. */
+int zm_gf256_mul_add_window(int backend, uint8_t *dst, const uint8_t *window, size_t window_len,
+                            size_t stride, const uint8_t *slots, const uint8_t *coefs,
+                            size_t count, size_t n);
+
+/* The same four over packed GF(16): both nibbles of a byte are multiplied by coef (< 16). */
 void zm_gf16_mul_add(int backend, uint8_t *dst, const uint8_t *src, size_t n, unsigned coef);
 void zm_gf16_mul(int backend, uint8_t *dst, size_t n, unsigned coef);
 void zm_gf16_mul_add_multi(int backend, uint8_t *dst, const uint8_t *const *srcs,
                            const uint8_t *coefs, size_t count, size_t n);
+int zm_gf16_mul_add_window(int backend, uint8_t *dst, const uint8_t *window, size_t window_len,
+                           size_t stride, const uint8_t *slots, const uint8_t *coefs,
+                           size_t count, size_t n);
 /* CDEF-END */
 
 #endif

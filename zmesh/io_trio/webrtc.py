@@ -17,7 +17,7 @@ import contextlib
 import logging
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final
@@ -30,9 +30,11 @@ from zmesh.sansio.tetrys.config import TetrysConfig
 from zmesh.sansio.tetrys.link import CELL_SIZE, CellReceived, CellsLost, TetrysLink
 from zmesh.sansio.webrtc import dtls as _dtls
 from zmesh.sansio.webrtc import ice as _ice
+from zmesh.sansio.webrtc.candidate import Candidate
 from zmesh.sansio.webrtc.peerconnection import (
     ConnectionState,
     ConnectionStateChanged,
+    LocalCandidate,
     PeerConnection,
     SctpFactory,
     default_sctp_factory,
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 Address = tuple[str, int]
 CHANNEL_QUEUE: Final = 8192  # received messages per channel before the driver waits
 ACCEPT_QUEUE: Final = 256
+CANDIDATE_QUEUE: Final = 64
 BACKLOG: Final = 4096  # datagrams the kernel refused while the reader was feeding us
 SEND_HIGH_WATER: Final = 4 * 1024 * 1024  # bytes buffered in SCTP before send() waits
 GATHER_TIMEOUT: Final = 3.0
@@ -157,6 +160,9 @@ class WebRtcPeer:
         self.failure: str | None = None
         self.inbox_dropped = 0
         self.receive_overflow = 0
+        self.candidates_dropped = 0
+        self._candidates_send, self._candidates_recv = trio.open_memory_channel[
+            Candidate | None](CANDIDATE_QUEUE)
         for address in endpoint.host_addresses():
             self.pc.add_host_address(address)
 
@@ -215,30 +221,49 @@ class WebRtcPeer:
 
     # -- signaling -----------------------------------------------------------------------------
 
-    async def create_offer(self) -> str:
+    async def create_offer(self, *, trickle: bool = False) -> str:
+        """The offer's SDP. Non-trickle (default): waits until gathering is complete so every
+        candidate is inside. Trickle: returns at once; later candidates come out of
+        :meth:`local_candidates`."""
         self.pc.create_offer(trio.current_time())
-        await self._gather()
+        await self._gather(wait=not trickle)
         return self.pc.current_local_description().to_sdp()
 
-    async def create_answer(self, offer: str) -> str:
+    async def create_answer(self, offer: str, *, trickle: bool = False) -> str:
         now = trio.current_time()
         self.pc.set_remote_description(SessionDescription.parse(offer, "offer"), now)
         self.pc.create_answer(now)
-        await self._gather()
+        await self._gather(wait=not trickle)
         self._kick()
         return self.pc.current_local_description().to_sdp()
+
+    async def add_remote_candidate(self, candidate: str | None) -> None:
+        """Trickle in one ``a=candidate`` value (with or without the prefix); ``None`` or ``""``
+        is end-of-candidates. Raises ``ProtocolError`` for a malformed line."""
+        parsed = Candidate.from_sdp(candidate) if candidate else None
+        self.pc.add_remote_candidate(parsed, trio.current_time())
+        self._kick()
+
+    async def local_candidates(self) -> AsyncIterator[str | None]:
+        """Local candidates as ``candidate:...`` strings as they are gathered, then ``None``."""
+        async for candidate in self._candidates_recv:
+            yield None if candidate is None else f"candidate:{candidate.to_sdp()}"
+            if candidate is None:
+                return
 
     async def set_remote_answer(self, answer: str) -> None:
         self.pc.set_remote_description(SessionDescription.parse(answer, "answer"),
                                        trio.current_time())
         self._kick()
 
-    async def _gather(self) -> None:
+    async def _gather(self, *, wait: bool = True) -> None:
         now = trio.current_time()
         for server in self._stun_servers:
             self.pc.gather_srflx(server, now)
         self.pc.finish_gathering()
         self._kick()
+        if not wait:
+            return
         with trio.move_on_after(GATHER_TIMEOUT):
             while not self.pc.gathering_complete:
                 await self._wait_state()
@@ -328,6 +353,11 @@ class WebRtcPeer:
                         channel._remote_closed()
                     self._accept_send.close()
                 log.debug("peer connection %s %s", event.state.value, event.reason)
+            elif isinstance(event, LocalCandidate):
+                try:
+                    self._candidates_send.send_nowait(event.candidate)
+                except trio.WouldBlock:
+                    self.candidates_dropped += 1
             elif isinstance(event, _ice.GatheringCompleted | _ice.PairSelected):
                 changed = True
             elif name == "ChannelOpened":

@@ -63,7 +63,7 @@ def _snapshot(node: OnionNode) -> tuple[object, ...]:
     return (
         sorted(map(repr, node._table)),
         sorted(map(repr, node._ends)),
-        sorted(map(repr, node._fast)),
+        sorted(repr((link, cid)) for link, ids in node._fast.items() for cid in ids),
         [(r.layers.forward_count, r.layers.backward_count) for r in node._relays],
         [
             (getattr(e.layers, "forward_count", None), getattr(e.layers, "backward_count", None))
@@ -123,7 +123,7 @@ def test_destroy_travels_both_ways(closer: str) -> None:
     assert local.origin is DestroyOrigin.LOCAL
     assert (remote.reason, remote.origin) == (DestroyReason.REQUESTED, DestroyOrigin.REMOTE)
     assert w.nodes["n1"].relayed_circuit_count == 0
-    assert not w.nodes["n1"]._table and not w.nodes["n1"]._fast
+    assert not w.nodes["n1"]._table and not any(w.nodes["n1"]._fast.values())
     with pytest.raises(LocalProtocolError):
         w.nodes["n0"].send_relay_message(client, RelayKind.STREAM, b"x", 0.0)
 
@@ -409,3 +409,29 @@ def test_status_counters() -> None:
     assert w.nodes["n0"].circuit_info(client).cells_sent == 3
     assert w.nodes["n0"].circuit_info(client).cells_received == 1
     assert w.nodes["n3"].circuit_info(exit_handle).cells_received == 3
+
+
+def test_link_padding_is_counted_and_dropped() -> None:
+    w = _line(2)
+    w.nodes["n0"].send_link_padding(("n0", "n1"))
+    ((_, cell),) = w.nodes["n0"].cells_to_send()
+    assert len(cell) == CELL_SIZE and parse_cell(cell).command is CellCommand.PADDING
+    w.nodes["n1"].receive_cell(("n1", "n0"), cell, 0.0)
+    assert w.nodes["n1"].stats.link_padding_received == 1
+    assert w.nodes["n1"].next_event() is None and not w.nodes["n1"].cells_to_send()
+    with pytest.raises(LocalProtocolError):
+        w.nodes["n0"].send_link_padding(("n0", "n9"))
+
+
+def test_malformed_message_under_a_valid_tag_destroys_the_circuit() -> None:
+    w, client, _ = _built(2)
+    end = w.nodes["n0"]._ends[client]
+    bad = b"\x09" + bytes(970)  # unknown relay kind, sealed with the genuine keys
+    cell = end.layers.seal_forward(bad, end.out_header)  # type: ignore[union-attr]
+    w.nodes["n0"]._queue(end.link, cell)
+    w.pump()
+    assert [type(e) for e in w.errors["n2"]] == [MalformedInput]
+    (at_exit,) = w.take("n2", CircuitDestroyed)
+    assert at_exit.reason is DestroyReason.PROTOCOL
+    (at_client,) = w.take("n0", CircuitDestroyed)
+    assert at_client.origin is DestroyOrigin.REMOTE

@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from zmesh.sansio.onion.cells import BODY_SIZE
 from zmesh.sansio.onion.commands import CellAead, CircuitSetup
@@ -100,3 +102,26 @@ def test_low_order_shares_are_refused() -> None:
     hs = ClientHopHandshake(is_exit=True, aead=CellAead.CHACHA20_POLY1305, random=rng.randbytes)
     with pytest.raises(AuthenticationFailed):
         hs.finish(rng.randbytes(32), bytes(RECORD_SIZE))
+
+
+@given(body=st.binary(min_size=BODY_SIZE, max_size=BODY_SIZE), hops=st.integers(1, 3))
+@settings(max_examples=40, deadline=None)
+def test_random_created_bodies_fail_cleanly(body: bytes, hops: int) -> None:
+    """Random CREATED bodies: the client gets AuthenticationFailed, nothing else."""
+    rng = _rng(hops)
+    handshakes = [
+        ClientHopHandshake(
+            is_exit=i == hops - 1, aead=CellAead.CHACHA20_POLY1305, random=rng.randbytes
+        )
+        for i in range(hops)
+    ]
+    secrets = [rng.randbytes(32) for _ in range(hops)]
+    records = unwrap_created([derive_reply_key(s) for s in secrets], body)
+    assert len(records) == hops
+    with pytest.raises(AuthenticationFailed):
+        handshakes[0].finish(secrets[0], records[0])
+
+
+def test_wrong_length_created_body_is_malformed() -> None:
+    with pytest.raises(MalformedInput):
+        unwrap_created([bytes(32)], bytes(BODY_SIZE - 1))

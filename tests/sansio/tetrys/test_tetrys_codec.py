@@ -443,8 +443,16 @@ def _state(dec: TetrysDecoder) -> tuple[object, ...]:
     )
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.binary(max_size=80), max_size=8))
+# random bytes, and random bytes behind a plain header (the decoder's fast paths)
+_datagram = st.binary(max_size=80) | st.builds(
+    lambda kind, rest: bytes([0x10, 0, 1, kind]) + rest,
+    st.integers(0, 3),
+    st.binary(max_size=40),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(_datagram, max_size=8))
 def test_decoder_raises_only_protocol_errors(datagrams: list[bytes]) -> None:
     dec = TetrysDecoder(TetrysConfig(symbol_size=8, max_window=16, in_order=False))
     dec.receive_datagram(encode_packet(SourcePacket(0, bytes(8))), 0.0)

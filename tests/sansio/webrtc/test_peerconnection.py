@@ -207,3 +207,26 @@ def step(a: PeerConnection, b: PeerConnection, now: float) -> float:
         a.handle_timer(now)
         b.handle_timer(now)
     return now + 0.001
+
+
+def test_ice_restart_keeps_dtls_and_reconnects() -> None:
+    a, b = negotiate()
+    now = run(a, b, 10.0)
+    assert a.state is b.state is ConnectionState.CONNECTED
+    assert a.ice is not None and b.ice is not None
+    old = (a.ice.local_ufrag, b.ice.local_ufrag)
+    dtls_a, dtls_b = a.dtls, b.dtls
+    offer = a.restart_ice(now)
+    b.set_remote_description(SessionDescription.parse(offer.to_sdp(), "offer"), now)
+    answer = b.create_answer(now)
+    a.set_remote_description(SessionDescription.parse(answer.to_sdp(), "answer"), now)
+    assert (a.ice.local_ufrag, b.ice.local_ufrag) != old
+    drain(a)
+    drain(b)
+    end = now + 3.0
+    while now < end:
+        now = step(a, b, now)
+    assert a.dtls is dtls_a and b.dtls is dtls_b
+    # a pair of the new checklist was nominated and selected on both sides
+    assert a.ice.selected in a.ice.pairs and b.ice.selected in b.ice.pairs
+    assert a.state is b.state is ConnectionState.CONNECTED

@@ -744,6 +744,8 @@ def test_collision_with_one_init_lost() -> None:
     assert [type(e) for e in lb.events["b"]] == [AssociationEstablished]
 
 
+PATIENT = SctpConfig(max_retransmissions=1000)
+
 message_plan = st.lists(
     st.tuples(
         st.integers(0, 3),  # stream
@@ -755,19 +757,20 @@ message_plan = st.lists(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(message_plan, st.integers(0, 2**32 - 1), st.sampled_from([0.0, 0.1, 0.3]))
 def test_reliable_delivery_invariant(
     plan: list[tuple[int, int, bool]], seed: int, loss: float
 ) -> None:
     """Whatever the messages and the loss: every message arrives exactly once, intact, and
-    ordered messages in per-stream order."""
-    a, b, lb = established_pair(seed=seed % 1000)
+    ordered messages in per-stream order. (The give-up policy is tested elsewhere: here the
+    association never declares the peer dead.)"""
+    a, b, lb = established_pair(seed=seed % 1000, config=PATIENT)
     lb._manglers["a"] = lossy(loss, seed)
     lb._manglers["b"] = lossy(loss, seed + 1)
     sent = []
     for i, (stream, size, ordered) in enumerate(plan):
-        data = payload(size, seed + i)
+        data = i.to_bytes(2, "big") + payload(size, seed + i)  # unique per message
         sent.append((stream, data, ordered))
         a.send(stream, 53, data, ordered=ordered, now=lb.now)
     assert lb.run(lambda: len(received(lb)) >= len(plan), timeout=600)
@@ -777,3 +780,118 @@ def test_reliable_delivery_invariant(
     for stream in range(4):
         want = [d for s, d, o in sent if s == stream and o]
         assert [e.data for e in got if e.stream_id == stream and e.ordered] == want
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(message_plan, st.integers(0, 2**32 - 1), st.sampled_from([0.1, 0.3]), st.integers(0, 2))
+def test_partial_reliability_invariant(
+    plan: list[tuple[int, int, bool]], seed: int, loss: float, max_rtx: int
+) -> None:
+    """Unreliable messages arrive at most once and intact, ordered ones in order, and the
+    sender ends with nothing in flight (everything acked or skipped by FORWARD TSN)."""
+    a, b, lb = established_pair(seed=seed % 1000, config=PATIENT)
+    lb._manglers["a"] = lossy(loss, seed)
+    lb._manglers["b"] = lossy(loss, seed + 1)
+    sent = []
+    for i, (stream, size, ordered) in enumerate(plan):
+        data = i.to_bytes(2, "big") + payload(size, seed + i)  # unique per message
+        sent.append((stream, data, ordered))
+        a.send(stream, 53, data, ordered=ordered, max_retransmits=max_rtx, now=lb.now)
+    lb._manglers["a"] = lossy(loss, seed)
+    lb.run(lambda: a.stats.flight_size == 0 and a.buffered_total == 0, timeout=600)
+    lb._manglers["a"] = lb._manglers["b"] = None
+    lb.run(timeout=5)
+    assert a.stats.flight_size == 0
+    got = received(lb)
+    by_data = {(s, d) for s, d, _ in sent}
+    assert all((e.stream_id, e.data) in by_data for e in got)
+    assert len({(e.stream_id, e.data) for e in got}) == len(got)  # no duplicates
+    for stream in range(4):
+        order = [d for s, d, o in sent if s == stream and o]
+        delivered = [e.data for e in got if e.stream_id == stream and e.ordered]
+        positions = [order.index(d) for d in delivered]
+        assert positions == sorted(positions)
+    # The association still works reliably afterwards.
+    a.send(0, 53, b"after", now=lb.now)
+    assert lb.run(lambda: DataReceived(0, 53, b"after", True) in lb.events["b"])
+
+
+def _to(b: SctpAssociation, *chunks: ch.Chunk) -> bytes:
+    header = bytes.fromhex("13881388") + b._local_tag.to_bytes(4, "big") + bytes(4)
+    return with_checksum(header + b"".join(c.encode() for c in chunks))
+
+
+def _responses(packets: list[bytes]) -> list[tuple[int, int]]:
+    from zmesh.sansio.webrtc.sctp.streams_reset import ReconfigResponse, decode_reconfig
+
+    out = []
+    for packet in packets:
+        for chunk in ch.parse_chunks(packet):
+            if isinstance(chunk, ch.ReconfigChunk):
+                for param in decode_reconfig(chunk.params):
+                    if isinstance(param, ReconfigResponse):
+                        out.append((param.response_seq, param.result))
+    return out
+
+
+def test_incoming_reset_dcsctp_style_retries() -> None:
+    """dcSCTP answers "in progress" by asking again with a new request number; the reset is
+    done once, when the missing data arrives, and reported once."""
+    from zmesh.sansio.webrtc.sctp.streams_reset import OutgoingResetRequest
+
+    _a, b, lb = established_pair()
+    now = lb.now
+    seq = b._peer_req_expected & 0xFFFFFFFF
+    cum = b._rx.cumulative & 0xFFFFFFFF
+    missing = (cum + 1) & 0xFFFFFFFF
+
+    def request(n: int) -> ch.ReconfigChunk:
+        return ch.ReconfigChunk((OutgoingResetRequest(n, 0, missing, (4,)).encode(),))
+
+    b.receive_data(_to(b, request(seq)), now)
+    assert _responses(b.data_to_send(now)) == [(seq, 6)]  # in progress
+    b.receive_data(_to(b, request(seq + 1)), now)  # dcSCTP: new number
+    assert _responses(b.data_to_send(now)) == [(seq + 1, 6)]
+    b.receive_data(_to(b, ch.DataChunk(3, missing, 4, 0, 53, b"late")), now)
+    assert b.next_event() == DataReceived(4, 53, b"late", True)
+    assert b.next_event() == StreamsReset((4,), True)
+    assert _responses(b.data_to_send(now)) == [(seq + 1, 1)]  # performed, unasked
+    b.receive_data(_to(b, request(seq + 2)), now)  # asking again: nothing new to report
+    assert _responses(b.data_to_send(now)) == [(seq + 2, 1)]
+    assert b.next_event() is None
+    b.receive_data(_to(b, request(seq + 2)), now)  # a retransmission: the same answer
+    b.receive_data(_to(b, request(seq + 9)), now)  # out of sequence
+    assert _responses(b.data_to_send(now)) == [(seq + 2, 1), (seq + 9, 5)]
+
+
+def test_outgoing_reset_asks_again_after_in_progress() -> None:
+    from zmesh.sansio.webrtc.sctp.streams_reset import ReconfigResponse, decode_reconfig
+
+    a, b, lb = established_pair()
+    sent: list[int] = []
+
+    def answer_in_progress_once(packet: bytes) -> bytes | None:
+        for chunk in ch.parse_chunks(packet):
+            if isinstance(chunk, ch.ReconfigChunk):
+                for param in decode_reconfig(chunk.params):
+                    if not isinstance(param, ReconfigResponse):
+                        sent.append(param.request_seq)
+                        if len(sent) == 1:
+                            # Play dcSCTP: swallow it and answer "in progress" ourselves.
+                            a.receive_data(
+                                _to(
+                                    a,
+                                    ch.ReconfigChunk(
+                                        (ReconfigResponse(param.request_seq, 6).encode(),)
+                                    ),
+                                ),
+                                lb.now,
+                            )
+                            return None
+        return packet
+
+    lb._manglers["a"] = answer_in_progress_once
+    a.reset_streams([2], lb.now)
+    assert lb.run(lambda: StreamsReset((2,), False) in lb.events["a"], timeout=5)
+    assert len(sent) == 2 and sent[1] == (sent[0] + 1) & 0xFFFFFFFF  # renumbered
+    assert StreamsReset((2,), True) in lb.events["b"]

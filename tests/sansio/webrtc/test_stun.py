@@ -116,3 +116,11 @@ def test_request_round_trip(username: str, priority: int, tie: int, controlling:
     assert message.attributes[role] == tie
     assert ("USE-CANDIDATE" in message.attributes) == use
     assert message.check_message_integrity(b"pw")
+
+
+def test_error_code_out_of_range_is_rejected() -> None:
+    value = struct.pack("!HBB", 0, 4, 150) + b"x"  # 4/150: "number" must be below 100
+    data = stun.encode_stun(stun.StunMethod.BINDING, stun.StunClass.ERROR, TID,
+                            [(stun.Attr.ERROR_CODE, value)])
+    with pytest.raises(MalformedInput, match="ERROR-CODE"):
+        stun.parse_stun(data)

@@ -5,10 +5,11 @@ is :data:`CELL_SIZE` bytes on every link, whatever its command, its hop position
 length, so a link observer learns nothing from sizes (research notes ``sphinx.md`` §3.3)::
 
     cell     = circuit_id (u32) | command (u8) | body (1019 bytes)
-    RELAY    = data (971 bytes, AEAD ciphertext) | slots (3 x 16 bytes: tags and padding)
-    message  = kind (u8) | length (u16) | payload (length bytes) | zero bytes
+    RELAY    = AEAD ciphertext (1003 bytes) | AEAD tag (16 bytes), one layer per hop nested
+    message  = kind (u8) | length (u16) | payload (length bytes) | zero bytes   (971 bytes,
+               at offset 32 of the innermost 1003-byte plaintext)
 
-The data-cell layering (which slot holds which hop's tag) lives in :mod:`.layers`, the
+The data-cell layering (pads, nested tags) lives in :mod:`.layers`, the
 CREATE/CREATED key exchange in :mod:`.session`; this module only frames and parses, raising a
 :class:`~zmesh.sansio.wire.ProtocolError` subclass for anything the format does not allow.
 """
@@ -35,7 +36,7 @@ __all__ = [
     "BODY_SIZE",
     "MAX_HOPS",
     "TAG_SIZE",
-    "SLOT_AREA_SIZE",
+    "LAYER_OVERHEAD",
     "DATA_SIZE",
     "RELAY_MESSAGE_HEADER_SIZE",
     "MAX_RELAY_PAYLOAD",
@@ -63,11 +64,12 @@ CELL_HEADER: Final = struct.Struct("!IB")  # circuit id, command
 CELL_HEADER_SIZE: Final = CELL_HEADER.size  # 5
 BODY_SIZE: Final = CELL_SIZE - CELL_HEADER_SIZE  # 1019
 
-#: Slots are reserved for the longest circuit, so 2- and 3-hop cells look the same.
+#: Room is reserved for the longest circuit, so 2- and 3-hop cells look the same.
 MAX_HOPS: Final = 3
 TAG_SIZE: Final = 16  # Poly1305 / GCM tag
-SLOT_AREA_SIZE: Final = MAX_HOPS * TAG_SIZE  # 48
-DATA_SIZE: Final = BODY_SIZE - SLOT_AREA_SIZE  # 971: every layer's AEAD plaintext/ciphertext
+#: One tag, plus 16 bytes per further possible hop (forward pads / backward dropped blocks).
+LAYER_OVERHEAD: Final = MAX_HOPS * TAG_SIZE  # 48
+DATA_SIZE: Final = BODY_SIZE - LAYER_OVERHEAD  # 971: the relay message
 
 _RELAY_MESSAGE_HEADER: Final = struct.Struct("!BH")
 RELAY_MESSAGE_HEADER_SIZE: Final = _RELAY_MESSAGE_HEADER.size  # 3

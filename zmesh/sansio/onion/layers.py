@@ -1,81 +1,89 @@
 """Layered AEAD of data cells: one 16-byte tag per hop, constant size on every link.
 
-A RELAY cell body is ``data (971) | slot0 | slot1 | slot2`` (16-byte slots, one per possible
-hop, :data:`~.cells.MAX_HOPS` of them whatever the path length). Each hop holds per-direction
-AEAD keys (ChaCha20-Poly1305 or AES-256-GCM, RFC 8439 / NIST SP 800-38D), 96-bit nonces from
-per-direction counters that never travel, and per-direction ChaCha20 "pad" streams.
+Each hop holds per-direction AEAD keys (ChaCha20-Poly1305 or AES-256-GCM, RFC 8439 / NIST SP
+800-38D), 96-bit nonces from per-direction counters that never travel, and a forward ChaCha20
+"pad" stream. Every hop processes every cell of a direction the same way, so no hop needs to
+know its position and no cell shows it. Byte-level description: ``docs/wire/cells.md`` §5.
 
-Forward (client → exit), at every hop, without the hop knowing its position::
+In both directions the 1019-byte body is ``ciphertext (1003) | tag (16)``: one AEAD layer,
+the one of the hop that opens (forward) or last sealed (backward) it.
 
-    data, slot0  = AEAD-Open(K_fwd, counter, data || slot0, AD = slot1 || slot2)
-    slots'       = (slot1 || slot2 || 0^16) XOR pad_stream(48 bytes)
+Forward (client → last hop), every hop::
 
-so a hop authenticates *every* byte it receives (a marker written anywhere by an earlier hop
-fails here: tagging is caught by the next hop), strips its tag, re-encrypts the remaining slots
-(so no slot value repeats on two links) and appends 16 fresh pad bytes. The client knows every
-pad stream, so it computes, innermost hop first, the slot values each hop will see and seals
-each layer over them (:meth:`ClientLayers.seal_forward`).
+    plain  = AEAD-Open(K_fwd, counter, body)              # authenticates all 1019 bytes
+    body'  = pad_stream(16 bytes) || plain
 
-Backward (exit → client), every hop seals instead::
+A hop authenticates *every* byte it receives, including the pad its predecessor put in front:
+a marker written anywhere by an earlier hop fails here (tagging is caught by the next hop).
+The next hop's tag is the last 16 bytes of ``plain``; the plaintext moves 16 bytes right at
+every hop, so the relay message sits at offset 32 of the last hop's plaintext, after earlier
+pads (or client filler). The client knows every pad stream and can compute the first bytes of
+every hop's AEAD keystream, so it seals innermost first such that the pads each hop adds are
+exactly the ciphertext the next hop expects (:meth:`ClientLayers.seal_forward`; the same idea
+as the Sphinx header filler).
 
-    data, tag    = AEAD-Seal(K_bwd, counter, data)
-    slots'       = tag || (slot0 || slot1) XOR pad_stream(32 bytes)
+Backward (last hop → client), every hop::
 
-dropping the last slot, which is always filler because at most MAX_HOPS tags are ever added.
-The client peels the layers in path order. An honest hop's stream encryption of data and slots
-hides any marker a colluding later hop adds; the client's tag check then tears the circuit down.
+    body'  = AEAD-Seal(K_bwd, counter, body[16:1019])     # drops the first 16 bytes
 
-The relay fast path (:meth:`RelayLayers.forward` / :meth:`RelayLayers.backward`) is one AEAD
-call on whole-cell slices plus one 32/48-byte stream update, with cached cipher objects and a
-precompiled nonce ``Struct``: that is what ``bench/onion.py`` holds against a raw AEAD call.
+The last hop seals ``zeros(32) || message``. What a hop drops is always the encryption of those
+known zeros by the hops after it, so the client recomputes it from keystream prefixes before
+opening each layer (:meth:`ClientLayers.open_backward`). An honest hop's encryption hides any
+marker a colluding later hop adds; the client's tag check then tears the circuit down.
+
+The relay fast path (:meth:`RelayLayers.pipe`) is one closure per circuit and direction: one
+AEAD call on a whole-body slice, plus (forward) a 16-byte slice of a pre-generated pad block,
+one join; cached cipher objects, a precompiled nonce ``Struct``, counters in closure cells.
+``bench/onion.py`` holds it against a raw AEAD call.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Final
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
-from zmesh.sansio.onion.cells import (
-    CELL_HEADER_SIZE,
-    DATA_SIZE,
-    MAX_HOPS,
-    SLOT_AREA_SIZE,
-    TAG_SIZE,
-)
+from zmesh.sansio.onion.cells import BODY_SIZE, CELL_HEADER_SIZE, DATA_SIZE, MAX_HOPS, TAG_SIZE
 from zmesh.sansio.onion.commands import CellAead
 from zmesh.sansio.onion.session import HopKeys
 from zmesh.sansio.wire import AuthenticationFailed, LocalProtocolError, RandomSource
 
 __all__ = [
+    "LAYER_PLAIN_SIZE",
     "MAX_CELLS_PER_DIRECTION",
+    "MESSAGE_OFFSET",
     "ClientLayers",
-    "RelayLayers",
     "ExitLayers",
+    "RelayLayers",
     "make_aead",
 ]
 
-#: Each cell draws at most 48 bytes of a pad stream; ChaCha20's 32-bit block counter allows
+#: Each forward cell draws 16 bytes of a pad stream; ChaCha20's 32-bit block counter allows
 #: 2^32 blocks of 64 bytes, so 2^32 cells per direction keep every stream unrepeated. The
 #: 64-bit nonce counter is nowhere near its end by then.
 MAX_CELLS_PER_DIRECTION: Final = 1 << 32
 
+#: Every layer's AEAD plaintext, and where the relay message starts in the innermost
+#: plaintext: after up to MAX_HOPS - 1 pads (forward) or that many zero blocks (backward).
+LAYER_PLAIN_SIZE: Final = BODY_SIZE - TAG_SIZE  # 1003
+MESSAGE_OFFSET: Final = (MAX_HOPS - 1) * TAG_SIZE  # 32
+assert LAYER_PLAIN_SIZE - MESSAGE_OFFSET == DATA_SIZE
+
 _NONCE: Final = struct.Struct("!4xQ")  # 96-bit nonce: 32 zero bits | 64-bit cell counter
 _NONCE_PACK: Final = _NONCE.pack
+_JOIN: Final = b"".join
 _ZERO_NONCE16: Final = bytes(16)
 _ZERO16: Final = bytes(TAG_SIZE)
-_ZERO_SLOTS: Final = bytes(SLOT_AREA_SIZE)
-
-# Offsets inside a whole cell (header included), so the fast path slices the cell once.
-_DATA: Final = CELL_HEADER_SIZE  # 5
-_SLOT0: Final = _DATA + DATA_SIZE  # 976
-_SLOT1: Final = _SLOT0 + TAG_SIZE  # 992
-_SLOT2: Final = _SLOT1 + TAG_SIZE  # 1008
-_KEEP: Final = SLOT_AREA_SIZE - TAG_SIZE  # 32: slots that survive one hop
+_ZERO_PREFIX: Final = bytes(MESSAGE_OFFSET)
+_PAD_BLOCK: Final = 64 * TAG_SIZE  # forward pads are drawn 64 cells at a time
+_ZERO_PAD_BLOCK: Final = bytes(_PAD_BLOCK)
+_DROP: Final = CELL_HEADER_SIZE + TAG_SIZE  # backward: the body minus its first 16 bytes
+# The relay closures use these as literals (5, 21, 16, 1024) to keep the hot path lean.
+assert CELL_HEADER_SIZE == 5 and _DROP == 21 and TAG_SIZE == 16 and _PAD_BLOCK == 1024
 
 Aead = ChaCha20Poly1305 | AESGCM
 
@@ -95,51 +103,59 @@ def _xor(a: bytes, b: bytes) -> bytes:
     return (int.from_bytes(a, "little") ^ int.from_bytes(b[:n], "little")).to_bytes(n, "little")
 
 
-class RelayLayers:
-    """A middle hop's view of one circuit: open forward cells, seal backward cells."""
+def _keystream_prefix(aead: Aead, nonce: bytes, length: int) -> bytes:
+    """The first ``length`` bytes of an AEAD's keystream for ``nonce``: the ciphertext of
+    zeros (the tag is discarded; nothing computed this way is sent)."""
+    return aead.encrypt(nonce, _ZERO_PREFIX[:length], None)[:length]
 
-    __slots__ = (
-        "_bwd_pad_update",
-        "_decrypt",
-        "_encrypt",
-        "_fwd_pad_update",
-        "backward_count",
-        "forward_count",
-    )
+
+class RelayLayers:
+    """A middle hop's view of one circuit: open forward cells, seal backward cells.
+
+    The per-direction state (nonce counter, pad-stream position) lives in the closure that
+    :meth:`pipe` returns, so there is one pipe per direction; :meth:`forward` and
+    :meth:`backward` are conveniences over such a pipe (tests, tools).
+    """
+
+    __slots__ = ("_counters", "_keys", "_method_pipes")
 
     def __init__(self, keys: HopKeys) -> None:
-        # Bound methods are cached: this object sits on the per-cell fast path.
-        self._decrypt = make_aead(keys.aead, keys.forward_key).decrypt
-        self._encrypt = make_aead(keys.aead, keys.backward_key).encrypt
-        self._fwd_pad_update = _pad_stream(keys.forward_pad_key).update
-        self._bwd_pad_update = _pad_stream(keys.backward_pad_key).update
-        self.forward_count = 0
-        self.backward_count = 0
+        self._keys = keys
+        self._counters: dict[bool, Callable[[], int]] = {}
+        self._method_pipes: dict[
+            bool, tuple[bytes, list[tuple[Hashable, bytes]], Callable[[bytes], None]]
+        ] = {}
+
+    @property
+    def forward_count(self) -> int:
+        counter = self._counters.get(True)
+        return counter() if counter is not None else 0
+
+    @property
+    def backward_count(self) -> int:
+        counter = self._counters.get(False)
+        return counter() if counter is not None else 0
 
     def forward(self, cell: bytes, out_header: bytes) -> bytes:
-        """Peel this hop's layer off a forward cell and return the cell for the next link.
-
-        Raises :class:`AuthenticationFailed` (state unchanged) when any byte was modified.
-        """
-        count = self.forward_count
-        if count >= MAX_CELLS_PER_DIRECTION:
-            raise LocalProtocolError("circuit used up its forward nonces")
-        ad = cell[_SLOT1:]
-        try:
-            plain = self._decrypt(_NONCE_PACK(count), cell[_DATA:_SLOT1], ad)
-        except InvalidTag:
-            raise AuthenticationFailed("forward cell tag does not verify") from None
-        self.forward_count = count + 1
-        return out_header + plain + self._fwd_pad_update(ad + _ZERO16)
+        """Peel this hop's layer off a forward cell; :class:`AuthenticationFailed` (state
+        unchanged) when any byte was modified."""
+        return self._through_method_pipe(True, cell, out_header)
 
     def backward(self, cell: bytes, out_header: bytes) -> bytes:
         """Add this hop's layer to a backward cell."""
-        count = self.backward_count
-        if count >= MAX_CELLS_PER_DIRECTION:
-            raise LocalProtocolError("circuit used up its backward nonces")
-        sealed = self._encrypt(_NONCE_PACK(count), cell[_DATA:_SLOT0], None)
-        self.backward_count = count + 1
-        return out_header + sealed + self._bwd_pad_update(cell[_SLOT0:_SLOT2])
+        return self._through_method_pipe(False, cell, out_header)
+
+    def _through_method_pipe(self, forward: bool, cell: bytes, out_header: bytes) -> bytes:
+        entry = self._method_pipes.get(forward)
+        if entry is None:
+            sink: list[tuple[Hashable, bytes]] = []
+            entry = (out_header, sink, self.pipe(forward, out_header, None, sink.append, _nothing))
+            self._method_pipes[forward] = entry
+        header, sink, pipe = entry
+        if header != out_header:
+            raise LocalProtocolError("a circuit's out header does not change")
+        pipe(cell)
+        return sink.pop()[1]
 
     def pipe(
         self,
@@ -149,67 +165,89 @@ class RelayLayers:
         append: Callable[[tuple[Hashable, bytes]], None],
         on_tag_failure: Callable[[], None],
     ) -> Callable[[bytes], None]:
-        """The relay fast path: :meth:`forward` or :meth:`backward` inlined into one closure
-        that queues ``(target, cell)`` through ``append``. Same results, one call per cell
-        instead of three; ``on_tag_failure`` runs before :class:`AuthenticationFailed` is
-        raised."""
-        layers = self
+        """The relay fast path for one direction: a closure that takes a whole cell and
+        queues ``(target, next cell)`` through ``append``. ``on_tag_failure`` runs before
+        :class:`AuthenticationFailed` is raised; the state is then unchanged."""
+        if forward in self._counters:
+            raise LocalProtocolError("this direction already has its pipe")
+        keys = self._keys
+        count = 0
         if forward:
-            decrypt = self._decrypt
-            fwd_update = self._fwd_pad_update
+            decrypt = make_aead(keys.aead, keys.forward_key).decrypt
+            pad_update = _pad_stream(keys.forward_pad_key).update
+            pads = pad_update(_ZERO_PAD_BLOCK)
+            offset = 0
 
-            def relay_forward(cell: bytes) -> None:
-                count = layers.forward_count
-                if count >= MAX_CELLS_PER_DIRECTION:
+            def relay_forward(
+                cell: bytes,
+                pack: Callable[[int], bytes] = _NONCE_PACK,
+                join: Callable[[Iterable[bytes]], bytes] = _JOIN,
+                limit: int = MAX_CELLS_PER_DIRECTION,
+            ) -> None:
+                # Constants arrive as default arguments: local loads on the hottest path.
+                nonlocal count, pads, offset
+                if count >= limit:
                     raise LocalProtocolError("circuit used up its forward nonces")
-                ad = cell[_SLOT1:]
                 try:
-                    plain = decrypt(_NONCE_PACK(count), cell[_DATA:_SLOT1], ad)
+                    plain = decrypt(pack(count), cell[5:], None)  # 5: CELL_HEADER_SIZE
                 except InvalidTag:
                     on_tag_failure()
                     raise AuthenticationFailed("forward cell tag does not verify") from None
-                layers.forward_count = count + 1
-                append((target, out_header + plain + fwd_update(ad + _ZERO16)))
+                count += 1
+                if offset == 1024:  # _PAD_BLOCK
+                    pads = pad_update(_ZERO_PAD_BLOCK)
+                    offset = 0
+                append((target, join((out_header, pads[offset : offset + 16], plain))))
+                offset += 16
 
+            self._counters[True] = lambda: count
             return relay_forward
-        encrypt = self._encrypt
-        bwd_update = self._bwd_pad_update
 
-        def relay_backward(cell: bytes) -> None:
-            count = layers.backward_count
-            if count >= MAX_CELLS_PER_DIRECTION:
+        encrypt = make_aead(keys.aead, keys.backward_key).encrypt
+
+        def relay_backward(
+            cell: bytes,
+            pack: Callable[[int], bytes] = _NONCE_PACK,
+            limit: int = MAX_CELLS_PER_DIRECTION,
+        ) -> None:
+            nonlocal count
+            if count >= limit:
                 raise LocalProtocolError("circuit used up its backward nonces")
-            sealed = encrypt(_NONCE_PACK(count), cell[_DATA:_SLOT0], None)
-            layers.backward_count = count + 1
-            append((target, out_header + sealed + bwd_update(cell[_SLOT0:_SLOT2])))
+            # 21 = header + the 16 dropped bytes (always filler: see the module docstring).
+            sealed = encrypt(pack(count), cell[21:], None)
+            count += 1
+            append((target, out_header + sealed))
 
+        self._counters[False] = lambda: count
         return relay_backward
+
+
+def _nothing() -> None:
+    return None
 
 
 class ExitLayers:
     """The last hop's view: forward cells end here, backward cells start here."""
 
-    __slots__ = ("_bwd", "_bwd_pad", "_fwd", "backward_count", "forward_count")
+    __slots__ = ("_bwd", "_fwd", "backward_count", "forward_count")
 
     def __init__(self, keys: HopKeys) -> None:
         self._fwd = make_aead(keys.aead, keys.forward_key)
         self._bwd = make_aead(keys.aead, keys.backward_key)
-        # The exit's forward pad stream is never needed: nothing follows it.
-        self._bwd_pad = _pad_stream(keys.backward_pad_key)
         self.forward_count = 0
         self.backward_count = 0
 
     def open_forward(self, cell: bytes) -> bytes:
-        """Return the innermost plaintext (:data:`DATA_SIZE` bytes); state unchanged on error."""
+        """Return the relay message (:data:`DATA_SIZE` bytes); state unchanged on error."""
         count = self.forward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its forward nonces")
         try:
-            plain = self._fwd.decrypt(_NONCE.pack(count), cell[_DATA:_SLOT1], cell[_SLOT1:])
+            plain = self._fwd.decrypt(_NONCE_PACK(count), cell[CELL_HEADER_SIZE:], None)
         except InvalidTag:
             raise AuthenticationFailed("forward cell tag does not verify at the exit") from None
         self.forward_count = count + 1
-        return plain
+        return plain[MESSAGE_OFFSET:]
 
     def seal_backward(self, plaintext: bytes, out_header: bytes) -> bytes:
         if len(plaintext) != DATA_SIZE:
@@ -217,21 +255,19 @@ class ExitLayers:
         count = self.backward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its backward nonces")
-        sealed = self._bwd.encrypt(_NONCE.pack(count), plaintext, None)
+        # The zero prefix is what later hops drop; its ciphertext looks random on the wire.
+        sealed = self._bwd.encrypt(_NONCE_PACK(count), _ZERO_PREFIX + plaintext, None)
         self.backward_count = count + 1
-        # The two filler slots are this hop's stream over zeros, exactly what a relay would
-        # emit for all-zero incoming slots: indistinguishable from a relayed cell.
-        return b"".join((out_header, sealed, self._bwd_pad.update(_ZERO_SLOTS[:_KEEP])))
+        return out_header + sealed
 
 
 class _ClientHop:
-    __slots__ = ("bwd", "bwd_pad", "fwd", "fwd_pad")
+    __slots__ = ("bwd", "fwd", "fwd_pad")
 
     def __init__(self, keys: HopKeys) -> None:
         self.fwd = make_aead(keys.aead, keys.forward_key)
         self.bwd = make_aead(keys.aead, keys.backward_key)
         self.fwd_pad = _pad_stream(keys.forward_pad_key)
-        self.bwd_pad = _pad_stream(keys.backward_pad_key)
 
 
 class ClientLayers:
@@ -253,7 +289,7 @@ class ClientLayers:
         return len(self._hops)
 
     def seal_forward(self, plaintext: bytes, out_header: bytes) -> bytes:
-        """Wrap ``plaintext`` (:data:`DATA_SIZE` bytes) for every hop; return the whole cell."""
+        """Wrap a relay message (:data:`DATA_SIZE` bytes) for every hop; return the cell."""
         if len(plaintext) != DATA_SIZE:
             raise LocalProtocolError(f"plaintext must be {DATA_SIZE} bytes")
         count = self.forward_count
@@ -261,50 +297,53 @@ class ClientLayers:
             raise LocalProtocolError("circuit used up its forward nonces")
         hops = self._hops
         n = len(hops)
-        nonce = _NONCE.pack(count)
-        # Slot values hop i will receive, from slot n-i on: the client's random filler, moved
-        # along and re-encrypted by every hop, plus each earlier hop's 16 pad bytes.
-        streams: list[bytes] = []
-        known = self._random(TAG_SIZE * (MAX_HOPS - n))
+        nonce = _NONCE_PACK(count)
+        # The ciphertext prefix hop i+1 will receive is fixed by the pads of the hops before
+        # it: prefix_{i+1} = pad_i || (prefix_i XOR keystream_i[0:len(prefix_i)]).
+        prefix = b""
         for i in range(n - 1):
-            stream = hops[i].fwd_pad.update(_ZERO_SLOTS)
-            streams.append(stream)
-            known = _xor(stream[TAG_SIZE * (n - 1 - i) : _KEEP], known) + stream[_KEEP:]
-        # Now seal innermost first; each hop's AD is the slot area after its own tag.
-        ad = known
-        data = plaintext
-        for i in range(n - 1, 0, -1):
-            sealed = hops[i].fwd.encrypt(nonce, data, ad)
-            data = sealed[:DATA_SIZE]
-            ad = _xor(sealed[DATA_SIZE:] + ad[: _KEEP - TAG_SIZE], streams[i - 1])
-        sealed = hops[0].fwd.encrypt(nonce, data, ad)
+            pad = hops[i].fwd_pad.update(_ZERO16)
+            if prefix:
+                prefix = _xor(prefix, _keystream_prefix(hops[i].fwd, nonce, len(prefix)))
+            prefix = pad + prefix
+        # The last hop's plaintext: that prefix decrypted, client filler, the message.
+        if prefix:
+            prefix = _xor(prefix, _keystream_prefix(hops[-1].fwd, nonce, len(prefix)))
+        filler = self._random(MESSAGE_OFFSET - len(prefix))
+        sealed = hops[-1].fwd.encrypt(nonce, b"".join((prefix, filler, plaintext)), None)
+        for i in range(n - 2, -1, -1):
+            # Hop i's plaintext is the next hop's cell minus the pad hop i will put in front.
+            sealed = hops[i].fwd.encrypt(nonce, sealed[TAG_SIZE:], None)
         self.forward_count = count + 1
-        return b"".join((out_header, sealed, ad))
+        return out_header + sealed
 
     def open_backward(self, cell: bytes) -> bytes:
-        """Peel every hop's layer off a backward cell; return the exit's plaintext.
+        """Peel every hop's layer off a backward cell; return the last hop's message.
 
-        Raises :class:`AuthenticationFailed` when any layer fails. The pad streams of the hops
-        before the failing one have moved on, so the circuit must be torn down (it is: a
-        failed tag is treated as tagging).
+        Raises :class:`AuthenticationFailed` when any layer fails; the counter then stays,
+        but the circuit must be torn down anyway (a failed tag is treated as tagging).
         """
         count = self.backward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its backward nonces")
-        nonce = _NONCE.pack(count)
-        data = cell[_DATA:_SLOT0]
-        slots = cell[_SLOT0:]
-        last = len(self._hops) - 1
-        for i, hop in enumerate(self._hops):
+        hops = self._hops
+        n = len(hops)
+        nonce = _NONCE_PACK(count)
+        # dropped[i]: the first 16 bytes of hop i's output, which hop i-1 dropped. Hop n-1
+        # (the last) encrypted 32 zero bytes first; each earlier hop re-encrypted what was
+        # left of them after dropping 16.
+        dropped: list[bytes] = [b""] * n
+        known = _ZERO_PREFIX
+        for i in range(n - 1, 0, -1):
+            known = _xor(known, _keystream_prefix(hops[i].bwd, nonce, len(known)))
+            dropped[i] = known[:TAG_SIZE]
+            known = known[TAG_SIZE:]
+        body = cell[CELL_HEADER_SIZE:]
+        for i, hop in enumerate(hops):
             try:
-                data = hop.bwd.decrypt(nonce, data + slots[:TAG_SIZE], None)
+                plain = hop.bwd.decrypt(nonce, dropped[i] + body if i else body, None)
             except InvalidTag:
                 raise AuthenticationFailed(f"backward cell fails at hop {i + 1}") from None
-            if i != last:
-                known = slots[TAG_SIZE:]
-                # Always draw 32 bytes so the stream stays in step with the hop.
-                slots = hop.bwd_pad.update(known + _ZERO_SLOTS[: _KEEP - len(known)])[
-                    : len(known)
-                ]
+            body = plain
         self.backward_count = count + 1
-        return data
+        return body[MESSAGE_OFFSET:]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import struct
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -110,7 +109,11 @@ AEAD_NAMES: Final[dict[str, CellAead]] = {
 }
 
 _RELAY: Final = int(CellCommand.RELAY)
-_CIRCUIT_ID: Final = struct.Struct("!I").unpack_from
+_HEADER_PACK: Final = CELL_HEADER.pack
+
+
+def _relay_key(circuit_id: int) -> bytes:
+    return _HEADER_PACK(circuit_id, _RELAY)
 _MAX_CIRCUIT_ID: Final = CIRCUIT_ID_HIGH_BIT - 1
 
 
@@ -271,8 +274,9 @@ class OnionNode:
         self._link_by_peer: dict[bytes, LinkId] = {}
         # (link, circuit id) -> (circuit, True if cells arriving here travel forward).
         self._table: dict[tuple[LinkId, int], tuple[_Circuit, bool]] = {}
-        # The same keys for open relayed circuits only -> the per-cell closure.
-        self._fast: dict[tuple[LinkId, int], Callable[[bytes], None]] = {}
+        # Open relayed circuits only: link -> RELAY cell header (cell[0:5]) -> per-cell closure.
+        self._fast: dict[LinkId, dict[bytes, Callable[[bytes], None]]] = {}
+        self._fast_get = self._fast.get
         self._relays: set[_RelayCircuit] = set()
         self._queue_limit = self.config.max_queued_cells
         self._ends: dict[CircuitHandle, _ClientCircuit | _ExitCircuit] = {}
@@ -295,6 +299,7 @@ class OnionNode:
             raise LocalProtocolError("a link to ourselves")
         high = CIRCUIT_ID_HIGH_BIT if self.node_id < peer_id else 0
         self._links[link] = _Link(link, peer_id, high)
+        self._fast[link] = {}
         self._link_by_peer[peer_id] = link
         for relay in [r for r in self._waiting if r.next_peer == peer_id]:
             del self._waiting[relay]
@@ -311,11 +316,21 @@ class OnionNode:
             entry = self._table.get(key)
             if entry is not None:
                 self._teardown(entry[0], DestroyReason.LINK_LOST, DestroyOrigin.LINK, skip=link)
+        self._fast.pop(link, None)
         if any(lk == link for lk, _ in self._out):
             # Rebuild in place: the relay closures hold this deque's append.
             kept = [item for item in self._out if item[0] != link]
             self._out.clear()
             self._out.extend(kept)
+
+    def send_link_padding(self, link: LinkId) -> None:
+        """Queue one PADDING cell (random body) on ``link``: cover traffic a link observer
+        cannot tell from a data cell; the peer counts and drops it."""
+        if link not in self._links:
+            raise LocalProtocolError(f"link {link!r} is not up")
+        if len(self._out) >= self._queue_limit:
+            raise LocalProtocolError("cell queue full")
+        self._queue(link, encode_cell(0, CellCommand.PADDING, self._random(CELL_SIZE - 5)))
 
     def linked_peers(self) -> dict[bytes, LinkId]:
         return dict(self._link_by_peer)
@@ -486,12 +501,15 @@ class OnionNode:
 
     def receive_cell(self, link: LinkId, cell: bytes | bytearray | memoryview, now: float) -> None:
         """Process one cell from ``link``. Raises ProtocolError on bad input (see module doc)."""
-        if type(cell) is bytes and len(cell) == CELL_SIZE and cell[4] == _RELAY:
-            # Fast path: a data cell on an open relayed circuit, room in the queue.
-            relay = self._fast.get((link, _CIRCUIT_ID(cell)[0]))
-            if relay is not None and len(self._out) < self._queue_limit:
-                relay(cell)
-                return
+        if type(cell) is bytes and len(cell) == CELL_SIZE:
+            # Fast path: a RELAY cell on an open relayed circuit, room in the queue. The key
+            # is the raw header (circuit id + command byte): no unpacking, no tuple.
+            circuits = self._fast_get(link)
+            if circuits is not None:
+                relay = circuits.get(cell[:5])
+                if relay is not None and len(self._out) < self._queue_limit:
+                    relay(cell)
+                    return
         if link not in self._links:
             raise LocalProtocolError(f"cell on link {link!r} that is not up")
         if len(self._events) >= self.config.max_events:
@@ -547,13 +565,12 @@ class OnionNode:
             self._emit(CellDropped(circuit.prev_link, "cell queue full; circuit destroyed"))
             self._teardown(circuit, DestroyReason.RESOURCE_LIMIT, DestroyOrigin.LOCAL)
             return
-        fn = self._fast.get(
+        link, circuit_id = (
             (circuit.prev_link, circuit.prev_id)
             if forward
             else (circuit.next_link, circuit.next_id)
         )
-        assert fn is not None
-        fn(cell)
+        self._fast[link][_relay_key(circuit_id)](cell)
 
     def _end_cell(self, circuit: _ClientCircuit | _ExitCircuit, cell: bytes) -> None:
         if isinstance(circuit, _ClientCircuit):
@@ -684,8 +701,9 @@ class OnionNode:
             circuit.state = CircuitState.OPEN
             self._deadlines.pop(circuit, None)
             assert circuit.next_link is not None
-            self._fast[(circuit.prev_link, circuit.prev_id)] = self._relay_fn(circuit, True)
-            self._fast[(circuit.next_link, circuit.next_id)] = self._relay_fn(circuit, False)
+            forward_key, backward_key = _relay_key(circuit.prev_id), _relay_key(circuit.next_id)
+            self._fast[circuit.prev_link][forward_key] = self._relay_fn(circuit, True)
+            self._fast[circuit.next_link][backward_key] = self._relay_fn(circuit, False)
             self._queue(circuit.prev_link, encode_cell(circuit.prev_id, CellCommand.CREATED, reply))
             return
         if not isinstance(circuit, _ClientCircuit) or circuit.state is not CircuitState.BUILDING:
@@ -739,7 +757,9 @@ class OnionNode:
             self._emit(CircuitDestroyed(circuit.handle, reason, origin))
         for link, circuit_id in sides:
             self._table.pop((link, circuit_id), None)
-            self._fast.pop((link, circuit_id), None)
+            fast = self._fast.get(link)
+            if fast is not None:
+                fast.pop(_relay_key(circuit_id), None)
             self._remember_closed((link, circuit_id))
             if link != skip and link in self._links:
                 self._queue(

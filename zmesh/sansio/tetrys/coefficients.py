@@ -34,6 +34,7 @@ __all__ = [
     "field_for_ccgi",
     "generated_coefficient",
     "generated_coefficients",
+    "generated_row",
     "generator_ok",
 ]
 
@@ -46,7 +47,7 @@ Buffer = bytes | bytearray | memoryview
 class Field:
     """GF(2^m) as the codec uses it: scalar helpers plus region multiply(-add) on symbols."""
 
-    __slots__ = ("_exp", "_inv", "_module", "_multi", "ccgi", "cycle", "m", "order")
+    __slots__ = ("_exp", "_inv", "_module", "_multi", "_rows", "ccgi", "cycle", "m", "order")
 
     def __init__(self, module: ModuleType, m: int, ccgi: int) -> None:
         self._module = module
@@ -61,6 +62,8 @@ class Field:
         self._exp: tuple[int, ...] = tuple(exp)
         self._inv: tuple[int, ...] = (0, *(int(module.inv(a)) for a in range(1, self.order)))
         self._multi = getattr(module, "mul_add_multi", None)
+        # generated coefficient rows by coded-ID residue, built on first use (see generated_row)
+        self._rows: list[bytes | None] = [None] * self.cycle
 
     def __repr__(self) -> str:
         return f"Field(GF(2^{self.m}), ccgi={self.ccgi})"
@@ -96,6 +99,12 @@ class Field:
         for src, coef in zip(srcs, coefs, strict=True):
             self._module.mul_add(dst, src, coef)
 
+    def mul_add_window(
+        self, dst: bytearray | memoryview, window: Buffer, stride: int, slots: bytes, coefs: bytes
+    ) -> None:
+        """``dst ^= sum(coefs[k] * window[slots[k] * stride ...])``: one kernel call."""
+        self._module.mul_add_window(dst, window, stride, slots, coefs)
+
 
 GF16: Final = Field(gf16, 4, CCGI_GF16)
 GF256: Final = Field(gf256, 8, CCGI_GF256)
@@ -121,6 +130,27 @@ def generated_coefficients(field: Field, source_ids: Sequence[int], coded_id: in
     j = coded_id % q
     exp = field._exp
     return [exp[((i % q) * j) % q] for i in source_ids]
+
+
+def generated_row(field: Field, first_id: int, coded_id: int, count: int) -> bytes:
+    """Generated coefficients of the consecutive wire IDs ``first_id .. first_id + count - 1``.
+
+    The same values as :func:`generated_coefficients`, as one slice of a cached table: over
+    consecutive IDs the exponent ``(i mod q) * j`` steps through the residues in order, so the
+    row for coded-ID residue j, repeated, holds every contiguous run. The IDs must not cross
+    the 2^32 wrap (their residues restart there) and ``count`` is at most 256.
+    """
+    q = field.cycle
+    j = coded_id % q
+    row = field._rows[j]
+    if row is None:
+        exp = field._exp
+        one = bytes(exp[(r * j) % q] for r in range(q))
+        # long enough for any start residue (< q) plus 256 IDs
+        row = (one * (1 + (q + 256) // q))[: q + 256]
+        field._rows[j] = row
+    start = first_id % q
+    return row[start : start + count]
 
 
 def generator_ok(field: Field, source_ids: Sequence[int]) -> bool:

@@ -2,20 +2,27 @@
 
 State, all bounded by ``max_window`` source IDs:
 
-- ``known``: every source symbol of the decoding window that was received or decoded;
+- the *window buffer*: one preallocated ``bytearray`` of ``max_window`` symbol slots; source ID
+  ``s`` lives in slot ``s mod max_window`` (the window never spans more IDs than it has slots).
+  Every known symbol is copied there once, padded as a coded symbol, so a coded packet's known
+  part is subtracted with one GF kernel call over the whole buffer (slot numbers and
+  coefficients as two byte strings), not one call or buffer pin per source symbol;
+- ``known``: the data each known source ID delivers, and ``missing``: the IDs of the window not
+  known yet (the window is always exactly ``known`` plus ``missing``, so a coded packet finds
+  what it can teach by looking at the few missing IDs, not at every ID it combines);
 - ``rows``: coded symbols not yet used up, in echelon form. Each row holds only still-unknown
   source IDs, its *pivot* is the lowest of them with coefficient 1, and no two rows share a
   pivot. A symbol is solved as soon as its row has no other unknown left.
 
-A coded packet first has every known source symbol subtracted (one multi-source GF kernel
-call), then is reduced against the rows by pivot; a row that reduces to nothing was a
-duplicate or a dependent combination and is counted, not kept. Whenever a symbol becomes
-known — received or solved — it is eliminated from every row that holds it, which may solve
-more symbols in a cascade. Elimination works per *symbol* (one region operation on the whole
-payload), never per byte in Python.
+A coded packet first has every known source symbol subtracted, then is reduced against the rows
+by pivot; a row that reduces to nothing was a duplicate or a dependent combination and is
+counted, not kept. Whenever a symbol becomes known — received or solved — it is eliminated from
+every row that holds it, which may solve more symbols in a cascade. Elimination works per
+*symbol* (one region operation on the whole payload), never per byte in Python.
 
-Coded packets that hold no unknown symbol cost no GF arithmetic at all, so a clean link with a
-repairing sender costs the receiver only parsing.
+Costs: a source packet that arrives in order with nothing missing takes a fast path (one struct
+unpack, one copy into its slot, one event); a coded packet that holds no unknown symbol costs no
+GF arithmetic at all, so a clean link with a repairing sender costs the receiver only parsing.
 
 Delivery is either in order (a symbol waits for all earlier ones; the ones the window slides
 past unrecovered are reported lost) or as soon as possible. Window updates go out at least every
@@ -30,27 +37,37 @@ import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zmesh.sansio.tetrys.coefficients import field_for_ccgi, generated_coefficients
+from zmesh.sansio.tetrys.coefficients import (
+    field_for_ccgi,
+    generated_coefficients,
+    generated_row,
+)
 from zmesh.sansio.tetrys.config import LENGTH_PREFIX, TetrysConfig
 from zmesh.sansio.tetrys.packets import (
     ID_MASK,
+    VERSION,
     CodedPacket,
     CommonHeader,
     PacketType,
     SourcePacket,
     WindowUpdate,
-    encode_packet,
     parse_packet,
 )
 from zmesh.sansio.wire import LocalProtocolError, MalformedInput, OversizedInput
 
-#: V = 1, C = 0, S = 0 in the first byte's top seven bits.
-_PLAIN_V1 = 0x10 >> 1
-_U32 = struct.Struct("!I")
-#: Coded Symbol ID, EV_LEN, flags, NB_IDS, NB_COEFS, FIRST_SOURCE_ID.
-_PLAIN_CODED = struct.Struct("!IBBBBI")
-_SOURCE = int(PacketType.SOURCE)
-_CODED = int(PacketType.CODED)
+#: The first header word of a plain packet (V = 1, no CCI, no TSI, HDR_LEN 1) under
+#: ``_PLAIN_MASK``, which ignores the S... bits we do not use and the reserved byte, plus
+#: PKT_TYPE in the low byte.
+_PLAIN_MASK = 0xFE00FFFF
+_PLAIN_SOURCE = (VERSION << 28) | (1 << 8) | PacketType.SOURCE
+_PLAIN_CODED = (VERSION << 28) | (1 << 8) | PacketType.CODED
+#: Header word, then the Source Symbol ID (source) or Coded Symbol ID (coded).
+_HEAD = struct.Struct("!II")
+#: EV_LEN, CCGI|I|C|V, NB_IDS, NB_COEFS, FIRST_SOURCE_ID of a coded packet's encoding vector.
+_VECTOR = struct.Struct("!BBBBI")
+#: nb_missing, nb_not_used, first_source_id, PLR, SACK size, reserved.
+_WU_BODY = struct.Struct("!IIIBBH")
+_LENGTH = struct.Struct("!H")
 #: The SACK size field is 8 bits (bytes).
 MAX_SACK_BYTES = 255
 
@@ -81,6 +98,21 @@ class SymbolsLost:
 
 
 DecoderEvent = SymbolDelivered | SymbolsLost
+
+_new_object = object.__new__
+
+
+def _delivered(source_id: int, data: bytes, recovered: bool) -> SymbolDelivered:
+    """``SymbolDelivered(source_id, data, recovered)`` at half the cost of the constructor.
+
+    One event per symbol is the hot path's largest fixed cost: a frozen dataclass's generated
+    ``__init__`` sets each field through ``object.__setattr__``. The class has no
+    ``__post_init__`` or defaults, so filling the instance dict directly builds an equal object
+    (``tests/sansio/tetrys/test_tetrys_codec.py::test_fast_event_equals_constructed``).
+    """
+    event: SymbolDelivered = _new_object(SymbolDelivered)
+    event.__dict__.update(source_id=source_id, data=data, recovered=recovered)
+    return event
 
 
 @dataclass(frozen=True)
@@ -115,20 +147,37 @@ class TetrysDecoder:
         c = self.config
         self._field = field_for_ccgi(c.ccgi)
         self._size = c.coded_symbol_size
-        self._known: dict[int, bytes] = {}
+        self._symbol_size = c.symbol_size
+        self._max_window = w = c.max_window
+        self._window = bytearray(w * self._size)
+        self._window_view = memoryview(self._window)
+        #: slot numbers twice over: the slots of any run of consecutive IDs are one slice
+        self._slot_runs = bytes(range(w)) * 2
+        self._zeros = memoryview(bytes(self._size))
+        self._known: dict[int, bytes] = {}  # ID -> the data it delivers
+        self._missing: set[int] = set()  # IDs in [low, high] not known
         self._rows: dict[int, _Row] = {}  # pivot -> row
         self._recovered_ids: set[int] = set()  # known IDs that came from coded packets
         self._low = c.first_source_id  # IDs below are out of the window
         self._high = c.first_source_id - 1  # highest ID seen in any packet
         self._deliver_next = c.first_source_id  # in-order delivery pointer
         self._first_unknown = c.first_source_id  # every ID in [low, this) is known
-        self._fast_source = c.tsi is None
+        self._fast = c.tsi is None
         self._in_order = c.in_order
         self._max_events = c.max_events
+        self._variable = c.variable_length
+        self._coded_flags = (c.ccgi << 4) | int(c.variable_length)
         self._fb_every = c.feedback_every
         self._fb_interval = c.feedback_interval
         self._events: collections.deque[DecoderEvent] = collections.deque()
         self._out: collections.deque[bytes] = collections.deque(maxlen=64)
+        tsi = b"" if c.tsi is None else c.tsi.to_bytes(4, "big")
+        self._wu_header = (
+            bytes(
+                [(VERSION << 4) | (2 if tsi else 0), 0, 1 + len(tsi) // 4, PacketType.WINDOW_UPDATE]
+            )
+            + tsi
+        )
         # feedback
         self._wu_due: float | None = None
         self._since_wu = 0
@@ -151,42 +200,60 @@ class TetrysDecoder:
 
     def receive_datagram(self, data: bytes | bytearray | memoryview, now: float) -> None:
         """Feed one datagram. Window updates (the reverse direction's) are parsed and ignored."""
-        if self._fast_source and len(data) >= 8 and data[0] >> 1 == _PLAIN_V1 and data[2] == 1:
-            kind = data[3]
-            if kind == _SOURCE:
-                # a plain source packet (no CCI, TSI or extensions): skip building a Packet
+        if len(data) >= 8 and self._fast:
+            word, number = _HEAD.unpack_from(data)
+            kind = word & _PLAIN_MASK
+            if kind == _PLAIN_SOURCE:
+                # a plain source packet (no CCI, TSI or extensions): no Packet object is built
                 if len(self._events) >= self._max_events:
                     raise LocalProtocolError("event queue full: drain next_event() first")
-                self._on_source(_U32.unpack_from(data, 4)[0], bytes(data[8:]))
-                self._since_wu += 1
-                self._wu_interval = self._fb_interval
-                if self._since_wu >= self._fb_every:
-                    self._wu_due = now
-                elif self._wu_due is None:
-                    self._wu_due = now + self._fb_interval
-                return
-        if (
-            self._fast_source
-            and len(data) >= 16
-            and data[0] >> 1 == _PLAIN_V1
-            and data[2] == 1
-            and data[3] == _CODED
-        ):
-            coded_id, ev_len, flags, nb_ids, nb_coefs, first = _PLAIN_CODED.unpack_from(data, 4)
-            if ev_len == 2 and flags & 0b1110 == 0 and nb_ids and not nb_coefs:
-                # the common coded packet: I = 0 (contiguous IDs), C = 0, no ID or coefficient
-                # fields; anything else takes the full parser below
-                if len(self._events) >= self.config.max_events:
-                    raise LocalProtocolError("event queue full: drain next_event() first")
-                if first + nb_ids - 1 <= ID_MASK:
-                    wire_ids: Sequence[int] = range(first, first + nb_ids)
+                symbol = data[8:]
+                if symbol.__class__ is not bytes:
+                    symbol = bytes(symbol)
+                sid = self._high + 1
+                if (
+                    number == sid & ID_MASK
+                    and sid == self._first_unknown
+                    and not self._rows
+                    and (
+                        len(symbol) <= self._symbol_size
+                        if self._variable
+                        else len(symbol) == self._size
+                    )
+                ):
+                    # the common case: the next ID, nothing missing, no row waiting. Slide
+                    # the window by one (the symbol leaving it is known and delivered), keep
+                    # the symbol in its slot, and deliver it.
+                    self._source_received += 1
+                    self._high = sid
+                    low = self._low
+                    if sid - low >= self._max_window:
+                        self._low = low + 1
+                        self._known.pop(low, None)
+                        if self._recovered_ids:
+                            self._recovered_ids.discard(low)
+                    self._store(sid, symbol)
+                    self._known[sid] = symbol
+                    self._first_unknown = sid + 1
+                    if not self._in_order:
+                        self._events.append(_delivered(number, symbol, False))
+                    elif sid == self._deliver_next:
+                        self._deliver_next = sid + 1
+                        self._events.append(_delivered(number, symbol, False))
                 else:
-                    wire_ids = [(first + k) & ID_MASK for k in range(nb_ids)]
-                self._accept_coded(
-                    coded_id, flags >> 4, bool(flags & 1), wire_ids, None, bytes(data[16:])
-                )
+                    self._on_source(number, symbol)
                 self._after_packet(now)
                 return
+            if kind == _PLAIN_CODED and len(data) >= 16:
+                ev_len, flags, nb_ids, nb_coefs, first = _VECTOR.unpack_from(data, 8)
+                if ev_len == 2 and flags & 0b1110 == 0 and nb_ids and not nb_coefs:
+                    # the common coded packet: I = 0 (contiguous IDs), C = 0, no ID or
+                    # coefficient fields; anything else takes the full parser below
+                    if len(self._events) >= self._max_events:
+                        raise LocalProtocolError("event queue full: drain next_event() first")
+                    self._on_plain_coded(number, flags, nb_ids, first, data[16:])
+                    self._after_packet(now)
+                    return
         packet = parse_packet(data)
         if isinstance(packet, WindowUpdate):
             self._check_tsi(packet.header)
@@ -194,23 +261,30 @@ class TetrysDecoder:
         self.receive_packet(packet, now)
 
     def receive_packet(self, packet: SourcePacket | CodedPacket, now: float) -> None:
-        if len(self._events) >= self.config.max_events:
+        if len(self._events) >= self._max_events:
             raise LocalProtocolError("event queue full: drain next_event() first")
         self._check_tsi(packet.header)
         if isinstance(packet, SourcePacket):
             self._on_source(packet.source_id, packet.symbol)
         else:
-            self._on_coded(packet)
+            ev = packet.vector
+            self._on_coded(
+                packet.coded_id,
+                ev.ccgi,
+                ev.variable_length,
+                ev.source_ids,
+                ev.coefficients,
+                packet.symbol,
+            )
         self._after_packet(now)
 
     def _after_packet(self, now: float) -> None:
         self._since_wu += 1
-        c = self.config
-        self._wu_interval = c.feedback_interval
-        if self._since_wu >= c.feedback_every:
+        self._wu_interval = self._fb_interval
+        if self._since_wu >= self._fb_every:
             self._wu_due = now
         elif self._wu_due is None:
-            self._wu_due = now + c.feedback_interval
+            self._wu_due = now + self._fb_interval
 
     # ---- outputs -----------------------------------------------------------------------
 
@@ -219,7 +293,7 @@ class TetrysDecoder:
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self._wu_due is not None and now >= self._wu_due:
-            self._out.append(encode_packet(self.window_update(now)))
+            self._out.append(self._encode_update(*self._feedback(now)))
         out = list(self._out)
         self._out.clear()
         return out
@@ -229,35 +303,56 @@ class TetrysDecoder:
 
     def handle_timer(self, now: float) -> None:
         if self._wu_due is not None and now >= self._wu_due:
-            self._out.append(encode_packet(self.window_update(now)))
+            self._out.append(self._encode_update(*self._feedback(now)))
 
     def window_update(self, now: float) -> WindowUpdate:
         """Build a window update now and restart the feedback clock."""
+        missing, not_used, first, plr, sack = self._feedback(now)
+        return WindowUpdate(
+            nb_missing=missing,
+            nb_not_used=not_used,
+            first_source_id=first,
+            plr=plr,
+            sack=sack,
+            header=CommonHeader(PacketType.WINDOW_UPDATE, tsi=self.config.tsi),
+        )
+
+    def _encode_update(
+        self, missing: int, not_used: int, first: int, plr: int, sack: bytes
+    ) -> bytes:
+        # the layout encode_packet writes for a WindowUpdate (docs/wire/tetrys.md), directly
+        body = _WU_BODY.pack(missing, not_used, first, plr, len(sack), 0)
+        return self._wu_header + body + sack + bytes(-len(sack) % 4)
+
+    def _feedback(self, now: float) -> tuple[int, int, int, int, bytes]:
+        """Window-update fields (missing, not used, first ID, PLR, SACK); restarts the clock."""
         first = self._first_unknown
         high = min(self._high, first + 8 * MAX_SACK_BYTES - 1)
         settled = self._high - self.config.reorder_tolerance  # newer IDs may just be late
-        missing = 0
-        sack = bytearray((high - first + 1 + 7) // 8) if first <= high else bytearray()
-        known = self._known
-        for sid in range(first, high + 1):
-            if sid in known:
-                off = sid - first
-                sack[off >> 3] |= 0x80 >> (off & 7)
-            elif sid <= settled:
-                missing += 1
+        missing_ids = self._missing
+        # every ID of [first, high] is known except the missing ones: set all, clear those
+        span = high - first + 1
+        if span > 0:
+            bits = (1 << span) - 1
+            for sid in missing_ids:
+                if sid <= high:
+                    bits &= ~(1 << (high - sid))
+            nbytes = (span + 7) // 8
+            sack = (bits << (8 * nbytes - span)).to_bytes(nbytes, "big")
+        else:
+            sack = b""
+        missing = sum(1 for sid in missing_ids if sid <= settled)
         # loss: settled IDs since the last update that did not arrive as source packets
         # (recovered ones count as lost: the channel dropped them)
-        expected = received = 0
-        recovered = self._recovered_ids
-        for sid in range(max(self._plr_upto + 1, self._low), settled + 1):
-            expected += 1
-            if sid in known and sid not in recovered:
-                received += 1
+        lo = max(self._plr_upto + 1, self._low)
+        expected = settled - lo + 1
+        if expected > 0:
+            lost = sum(1 for sid in missing_ids if lo <= sid <= settled)
+            lost += sum(1 for sid in self._recovered_ids if lo <= sid <= settled)
+            self._loss_rate = 1.0 - (expected - lost) / expected
+            self._plr = round(self._loss_rate * 255)
         if settled > self._plr_upto:
             self._plr_upto = settled
-        if expected:
-            self._loss_rate = 1.0 - received / expected
-            self._plr = round(self._loss_rate * 255)
         self._since_wu = 0
         self._updates_sent += 1
         if first <= self._high:
@@ -266,14 +361,7 @@ class TetrysDecoder:
             self._wu_interval = min(2 * self._wu_interval, self.config.feedback_max_interval)
         else:
             self._wu_due = None
-        return WindowUpdate(
-            nb_missing=missing,
-            nb_not_used=len(self._rows),
-            first_source_id=first & ID_MASK,
-            plr=self._plr,
-            sack=bytes(sack),
-            header=CommonHeader(PacketType.WINDOW_UPDATE, tsi=self.config.tsi),
-        )
+        return missing, len(self._rows), first & ID_MASK, self._plr, sack
 
     @property
     def stats(self) -> DecoderStats:
@@ -294,7 +382,7 @@ class TetrysDecoder:
 
     @property
     def missing_count(self) -> int:
-        return sum(1 for s in range(self._low, self._high + 1) if s not in self._known)
+        return len(self._missing)
 
     # ---- packet handling ---------------------------------------------------------------
 
@@ -309,22 +397,32 @@ class TetrysDecoder:
             delta -= 1 << 32
         return ref + delta
 
-    def _pad(self, data: bytes) -> bytes:
-        c = self.config
-        if c.variable_length:
-            return (
-                len(data).to_bytes(LENGTH_PREFIX, "big") + data + bytes(c.symbol_size - len(data))
-            )
-        return data
+    def _store(self, sid: int, symbol: bytes) -> None:
+        """Copy a source symbol into its window slot, padded as a coded symbol."""
+        off = (sid % self._max_window) * self._size
+        view = self._window_view
+        n = len(symbol)
+        if self._variable:
+            _LENGTH.pack_into(self._window, off, n)
+            off += LENGTH_PREFIX
+            view[off : off + n] = symbol
+            pad = self._symbol_size - n
+            if pad:
+                view[off + n : off + n + pad] = self._zeros[:pad]
+        else:
+            view[off : off + n] = symbol
+
+    def _slot(self, sid: int) -> memoryview:
+        off = (sid % self._max_window) * self._size
+        return self._window_view[off : off + self._size]
 
     def _on_source(self, wire_id: int, symbol: bytes) -> None:
-        c = self.config
         n = len(symbol)
-        if (n > c.symbol_size) if c.variable_length else (n != c.symbol_size):
-            raise MalformedInput(f"source symbol of {n} bytes in a {c.symbol_size}-byte session")
-        high = self._high
-        delta = (wire_id - high) & ID_MASK
-        sid = high + delta if delta < 1 << 31 else high + delta - (1 << 32)  # unwrap
+        if (n > self._symbol_size) if self._variable else (n != self._size):
+            raise MalformedInput(
+                f"source symbol of {n} bytes in a {self._symbol_size}-byte session"
+            )
+        sid = self._unwrap(wire_id)
         # validated: from here on the packet is accepted
         self._source_received += 1
         if sid < self._low or sid in self._known:
@@ -332,32 +430,65 @@ class TetrysDecoder:
             # recovered before it arrived (it was late, not lost): the channel delivered it
             self._recovered_ids.discard(sid)
             return
-        if sid > high:
+        if sid > self._high:
             self._advance(sid)
-        if not self._rows and sid == self._first_unknown and sid + 1 not in self._known:
-            # the common case: the next symbol in order, no coded row waiting for it
-            self._known[sid] = self._pad(symbol)
-            self._first_unknown = sid + 1
-            if not self._in_order:
-                self._events.append(SymbolDelivered(sid & ID_MASK, symbol, False))
-            elif sid == self._deliver_next:
-                self._deliver_next = sid + 1
-                self._events.append(SymbolDelivered(sid & ID_MASK, symbol, False))
+        self._store(sid, symbol)
+        self._learn(sid, symbol, recovered=False)
+
+    def _check_coded(self, ccgi: int, variable: bool, n: int) -> None:
+        c = self.config
+        if ccgi != c.ccgi:
+            raise MalformedInput(f"CCGI {ccgi} in a CCGI {c.ccgi} session")
+        if variable != c.variable_length:
+            raise MalformedInput("V flag does not match the session")
+        if n != self._size:
+            raise MalformedInput(f"coded symbol of {n} bytes, need {self._size}")
+
+    def _on_plain_coded(
+        self,
+        coded_id: int,
+        flags: int,
+        nb_ids: int,
+        wire0: int,
+        symbol: bytes | bytearray | memoryview,
+    ) -> None:
+        """A coded packet over ``nb_ids`` consecutive IDs from ``wire0``, generated coefficients."""
+        if flags != self._coded_flags:
+            self._check_coded(flags >> 4, bool(flags & 1), len(symbol))
+        if len(symbol) != self._size:
+            self._check_coded(flags >> 4, bool(flags & 1), len(symbol))
+        if nb_ids > self._max_window:
+            raise OversizedInput(f"combination spans {nb_ids} source IDs")
+        first = self._unwrap(wire0)
+        last = first + nb_ids - 1
+        # validated: from here on the packet is accepted
+        self._coded_received += 1
+        if last > self._high:
+            self._advance(last)
+        if last < self._first_unknown:
+            self._useless += 1  # nothing to learn: no arithmetic at all
             return
-        self._learn(sid, self._pad(symbol), recovered=False)
+        unknown = [sid for sid in self._missing if first <= sid <= last]
+        if not unknown:
+            self._useless += 1
+            return
+        if first < self._low:
+            self._unusable += 1  # holds a symbol we gave up on (generated ones are never 0)
+            return
+        if wire0 + nb_ids - 1 <= ID_MASK:
+            coefs = generated_row(self._field, wire0, coded_id, nb_ids)
+        else:  # residues restart at the 2^32 wrap
+            ids = [(wire0 + k) & ID_MASK for k in range(nb_ids)]
+            coefs = bytes(generated_coefficients(self._field, ids, coded_id))
+        known_coefs = bytearray(coefs)
+        row: dict[int, int] = {}
+        for sid in unknown:
+            row[sid] = coefs[sid - first]
+            known_coefs[sid - first] = 0
+        start = first % self._max_window
+        self._combine(row, self._slot_runs[start : start + nb_ids], bytes(known_coefs), symbol)
 
-    def _on_coded(self, packet: CodedPacket) -> None:
-        ev = packet.vector
-        self._accept_coded(
-            packet.coded_id,
-            ev.ccgi,
-            ev.variable_length,
-            ev.source_ids,
-            ev.coefficients,
-            packet.symbol,
-        )
-
-    def _accept_coded(
+    def _on_coded(
         self,
         coded_id: int,
         ccgi: int,
@@ -366,54 +497,56 @@ class TetrysDecoder:
         coefficients: Sequence[int] | None,
         symbol: bytes,
     ) -> None:
-        c = self.config
-        if ccgi != c.ccgi:
-            raise MalformedInput(f"CCGI {ccgi} in a CCGI {c.ccgi} session")
-        if variable != c.variable_length:
-            raise MalformedInput("V flag does not match the session")
-        if len(symbol) != self._size:
-            raise MalformedInput(f"coded symbol of {len(symbol)} bytes, need {self._size}")
+        """Any coded packet (the general parser's output)."""
+        self._check_coded(ccgi, variable, len(symbol))
         wire0 = wire_ids[0]
         first = self._unwrap(wire0)
         last = first + ((wire_ids[-1] - wire0) & ID_MASK)
-        if last - first >= c.max_window:
+        if last - first >= self._max_window:
             raise OversizedInput(f"combination spans {last - first + 1} source IDs")
         # validated: from here on the packet is accepted
         self._coded_received += 1
-        self._advance(last)
-        known = self._known
-        if isinstance(wire_ids, range):
-            ids: Sequence[int] = range(first, last + 1)
-        else:
-            ids = [first + ((w - wire0) & ID_MASK) for w in wire_ids]
-        if last < self._first_unknown or all(sid in known for sid in ids):
+        if last > self._high:
+            self._advance(last)
+        ids = [first + ((w - wire0) & ID_MASK) for w in wire_ids]
+        missing = self._missing
+        if last < self._first_unknown or missing.isdisjoint(ids):
             self._useless += 1  # nothing to learn: no arithmetic at all
             return
         if coefficients is None:
             coefficients = generated_coefficients(self._field, wire_ids, coded_id)
         low = self._low
-        unknown: dict[int, int] = {}
-        srcs: list[bytes] = []
-        kcoefs: list[int] = []
+        w = self._max_window
+        row: dict[int, int] = {}
+        slots = bytearray()
+        known_coefs = bytearray()
         for sid, coef in zip(ids, coefficients, strict=True):
             if not coef:
                 continue
-            sym = known.get(sid)
-            if sym is not None:
-                srcs.append(sym)
-                kcoefs.append(coef)
+            if sid in missing:
+                row[sid] = coef
             elif sid < low:
                 self._unusable += 1  # holds a symbol we gave up on: cannot be used
                 return
             else:
-                unknown[sid] = coef
-        if not unknown:
+                slots.append(sid % w)
+                known_coefs.append(coef)
+        if not row:
             self._useless += 1
             return
+        self._combine(row, bytes(slots), bytes(known_coefs), symbol)
+
+    def _combine(
+        self,
+        row: dict[int, int],
+        slots: bytes,
+        known_coefs: bytes,
+        symbol: bytes | bytearray | memoryview,
+    ) -> None:
+        """Subtract the known symbols (one kernel call), then reduce and keep the row."""
         payload = bytearray(symbol)
-        if srcs:
-            self._field.mul_add_multi(payload, srcs, kcoefs)
-        if self._insert(_Row(unknown, payload)):
+        self._field.mul_add_window(payload, self._window, self._size, slots, known_coefs)
+        if self._insert(_Row(row, payload)):
             self._solve()
         else:
             self._redundant += 1
@@ -456,20 +589,33 @@ class TetrysDecoder:
             for pivot in solved:
                 row = self._rows.pop(pivot, None)
                 if row is not None and len(row.coefs) == 1:
-                    self._learn(pivot, bytes(row.payload), recovered=True)
+                    payload = row.payload
+                    self._slot(pivot)[:] = payload
+                    if self._variable:
+                        n = min(_LENGTH.unpack_from(payload)[0], self._symbol_size)
+                        data = bytes(payload[LENGTH_PREFIX : LENGTH_PREFIX + n])
+                    else:
+                        data = bytes(payload)
+                    self._learn(pivot, data, recovered=True)
 
-    def _learn(self, sid: int, symbol: bytes, *, recovered: bool) -> None:
-        """``sid`` is known: record, deliver, and eliminate it from every row holding it."""
-        self._known[sid] = symbol
+    def _learn(self, sid: int, data: bytes, *, recovered: bool) -> None:
+        """``sid`` (already in its slot) is known: record, deliver, eliminate it from rows."""
+        self._known[sid] = data
+        missing = self._missing
+        missing.discard(sid)
         if sid == self._first_unknown:
-            self._advance_first_unknown()
+            self._first_unknown = min(missing) if missing else self._high + 1
         if recovered:
             self._recovered += 1
             self._recovered_ids.add(sid)
-        self._deliver(sid, symbol)
+        if not self._in_order:
+            self._emit(sid, data)
+        elif sid == self._deliver_next:
+            self._flush_in_order()
         if not self._rows:
             return
         field = self._field
+        symbol = self._slot(sid)
         reinsert: list[_Row] = []
         for pivot, row in list(self._rows.items()):
             coef = row.coefs.pop(sid, None)
@@ -487,84 +633,70 @@ class TetrysDecoder:
     # ---- window and delivery -----------------------------------------------------------
 
     def _advance(self, sid: int) -> None:
-        """``sid`` was seen: raise the window's top and slide its bottom past the bound."""
-        if sid <= self._high:
-            return
+        """``sid`` (above the window's top) was seen: every ID up to it joins the window as
+        missing, and the window's bottom slides past the bound."""
         old_high, self._high = self._high, sid
-        new_low = sid - self.config.max_window + 1
+        new_low = sid - self._max_window + 1
         low = self._low
+        missing = self._missing
         if new_low <= low:
+            missing.update(range(old_high + 1, sid + 1))
             return
         if new_low == low + 1 and low < self._first_unknown and low < self._deliver_next:
             # the common step: one known, delivered symbol leaves; no row can hold it
             self._low = new_low
             self._known.pop(low, None)
             self._recovered_ids.discard(low)
+            missing.update(range(old_high + 1, sid + 1))
             return
-        old_low, self._low = self._low, new_low
-        in_order = self.config.in_order
-        # IDs in [old_low, new_low) leave the window. In order, the known ones held back behind
+        self._low = new_low
+        in_order = self._in_order
+        known = self._known
+        # IDs in [low, new_low) leave the window. In order, the known ones held back behind
         # a gap are delivered now; either way each run of missing ones is reported lost.
         scan_end = min(new_low, old_high + 1)  # nothing above old_high can be known
         run: int | None = None
-        for s in range(self._deliver_next if in_order else old_low, scan_end):
-            symbol = self._known.get(s)
-            if symbol is not None:
+        for s in range(self._deliver_next if in_order else low, scan_end):
+            data = known.get(s)
+            if data is not None:
                 if run is not None:
                     self._report_lost(run, s - run)
                     run = None
                 if in_order:
-                    self._emit(s, symbol)
+                    self._emit(s, data)
             elif run is None:
                 run = s
         if run is None and scan_end < new_low:
             run = scan_end
         if run is not None:
             self._report_lost(run, new_low - run)
-        for s in range(old_low, scan_end):
-            self._known.pop(s, None)
+        for s in range(low, scan_end):
+            known.pop(s, None)
             self._recovered_ids.discard(s)
+        if missing:
+            self._missing = missing = {s for s in missing if s >= new_low}
+        missing.update(range(max(old_high + 1, new_low), sid + 1))
         if self._rows:
-            for pivot in [p for p, r in self._rows.items() if min(r.coefs) < new_low]:
+            for pivot in [p for p in self._rows if p < new_low]:
                 del self._rows[pivot]
         if self._deliver_next < new_low:
             self._deliver_next = new_low
-        if self._first_unknown < new_low:
-            self._first_unknown = new_low
-            self._advance_first_unknown()
+        self._first_unknown = min(missing) if missing else sid + 1
         if in_order:
             self._flush_in_order()
-
-    def _advance_first_unknown(self) -> None:
-        sid = self._first_unknown
-        known = self._known
-        while sid in known:
-            sid += 1
-        self._first_unknown = sid
 
     def _report_lost(self, first: int, count: int) -> None:
         if count > 0:
             self._lost += count
             self._events.append(SymbolsLost(first & ID_MASK, count))
 
-    def _deliver(self, sid: int, symbol: bytes) -> None:
-        if not self.config.in_order:
-            self._emit(sid, symbol)
-        elif sid == self._deliver_next:
-            self._flush_in_order()
-
     def _flush_in_order(self) -> None:
         sid = self._deliver_next
-        while (symbol := self._known.get(sid)) is not None:
-            self._emit(sid, symbol)
+        known = self._known
+        while (data := known.get(sid)) is not None:
+            self._emit(sid, data)
             sid += 1
         self._deliver_next = sid
 
-    def _emit(self, sid: int, symbol: bytes) -> None:
-        if self.config.variable_length:
-            n = min(int.from_bytes(symbol[:LENGTH_PREFIX], "big"), self.config.symbol_size)
-            data = symbol[LENGTH_PREFIX : LENGTH_PREFIX + n]
-        else:
-            data = symbol
-        recovered = sid in self._recovered_ids
-        self._events.append(SymbolDelivered(sid & ID_MASK, data, recovered))
+    def _emit(self, sid: int, data: bytes) -> None:
+        self._events.append(_delivered(sid & ID_MASK, data, sid in self._recovered_ids))

@@ -39,6 +39,7 @@ __all__ = [
     "mul_add",
     "mul",
     "mul_add_multi",
+    "mul_add_window",
     "set_backend",
     "available_backends",
 ]
@@ -150,3 +151,10 @@ def mul(dst: WritableBuffer, coef: int) -> None:
 def mul_add_multi(dst: WritableBuffer, srcs: Sequence[Buffer], coefs: Sequence[int]) -> None:
     """``dst ^= sum(coefs[k] * srcs[k])`` nibble-wise, in one call."""
     _kernels.mul_add_multi(dst, srcs, coefs)
+
+
+def mul_add_window(
+    dst: WritableBuffer, window: Buffer, stride: int, slots: bytes, coefs: bytes
+) -> None:
+    """``dst ^= sum(coefs[k] * window[slots[k]*stride ...])`` nibble-wise (see gf256)."""
+    _kernels.mul_add_window(dst, window, stride, slots, coefs)

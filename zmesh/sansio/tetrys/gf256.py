@@ -45,6 +45,7 @@ __all__ = [
     "mul_add",
     "mul",
     "mul_add_multi",
+    "mul_add_window",
     "set_backend",
     "available_backends",
 ]
@@ -155,3 +156,17 @@ def mul_add_multi(dst: WritableBuffer, srcs: Sequence[Buffer], coefs: Sequence[i
     are checked before ``dst`` changes.
     """
     _kernels.mul_add_multi(dst, srcs, coefs)
+
+
+def mul_add_window(
+    dst: WritableBuffer, window: Buffer, stride: int, slots: bytes, coefs: bytes
+) -> None:
+    """``dst ^= sum(coefs[k] * window[slots[k]*stride : slots[k]*stride + len(dst)])``.
+
+    The symbols of a combination live in one contiguous buffer (``window``), picked by slot
+    number (``slots``: bytes, so at most 256 slots) with one coefficient byte each. This is the
+    Tetrys window's entry point: one buffer is pinned per call however many sources there are.
+    Every slot is checked against ``len(window)`` before ``dst`` changes
+    (:class:`LocalProtocolError`); ``dst`` must not overlap ``window``.
+    """
+    _kernels.mul_add_window(dst, window, stride, slots, coefs)

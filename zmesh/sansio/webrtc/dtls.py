@@ -79,6 +79,8 @@ RECORD_HEADER: Final = 13  # type, version, epoch, sequence(48), length (RFC 634
 MAX_RECORD: Final = 16384 + 2048  # RFC 6347 §4.1: plaintext 2^14 plus expansion
 MAX_PENDING_PLAINTEXT: Final = 256  # records held while the fingerprint is unknown
 MAX_EVENTS: Final = 4096
+#: Datagrams waiting for the caller: more than one full 5 MiB SCTP window of 1200-byte packets.
+MAX_OUT: Final = 16384
 
 CHROME_CIPHERS: Final = (
     b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
@@ -175,6 +177,10 @@ class DtlsCertificate:
     @classmethod
     def generate(cls, *, not_before: datetime.datetime | None = None,
                  random: RandomSource = DEFAULT_RANDOM) -> DtlsCertificate:
+        """Key and serial come from ``random``. X.509 validity is calendar time, which the
+        sans-IO clock (``now``) is not: without ``not_before`` this is the module's one
+        wall-clock read (yesterday, as Chrome does). Pass it for deterministic certificates;
+        the ECDSA signature itself uses OpenSSL's randomness either way."""
         scalar = int.from_bytes(random(40), "big") % (_P256_ORDER - 1) + 1
         key = ec.derive_private_key(scalar, ec.SECP256R1())
         start = not_before or (
@@ -278,7 +284,7 @@ class DtlsTransport:
             self._conn.set_connect_state()
         else:
             self._conn.set_accept_state()
-        self._out: deque[bytes] = deque()
+        self._out: deque[bytes] = deque(maxlen=MAX_OUT)  # datagrams: oldest dropped
         self._events: deque[DtlsEvent] = deque()
         self._buffer: Any = _ffi.new("char[]", _BUFFER_SIZE) if _ffi is not None else None
         self._timer: float | None = None

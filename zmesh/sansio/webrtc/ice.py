@@ -189,11 +189,14 @@ class IceAgent:
         self.remote_candidates: list[Candidate] = []
         self.pairs: list[CandidatePair] = []
         self.selected: CandidatePair | None = None
+        self._previous_selected: CandidatePair | None = None
         self.remote_end_of_candidates = False
         self._generation = 0
         self._triggered: deque[CandidatePair] = deque()
         self._transactions: dict[bytes, _Transaction] = {}
-        self._out: deque[tuple[bytes, Address]] = deque()
+        # Outputs are drained after every input; the bound only matters if a caller stops
+        # draining (UDP semantics: the oldest datagram is dropped).
+        self._out: deque[tuple[bytes, Address]] = deque(maxlen=self.config.max_transactions * 4)
         self._events: deque[IceEvent] = deque()
         self._next_check: float | None = None
         self._first_valid_at: float | None = None
@@ -317,6 +320,8 @@ class IceAgent:
         """Where application datagrams go: the selected pair, else the best valid pair."""
         if self.selected is not None:
             return self.selected.remote.address
+        if self._previous_selected is not None:
+            return self._previous_selected.remote.address  # during a restart
         for pair in self.pairs:
             if pair.state is PairState.SUCCEEDED:
                 return pair.remote.address
@@ -338,6 +343,11 @@ class IceAgent:
         self._early_checks.clear()
         self.remote_end_of_candidates = False
         self._first_valid_at = None
+        if self.selected is not None:
+            # Data keeps flowing on the old pair until the new checklist nominates one.
+            self._previous_selected = self.selected
+            self.selected = None
+            self._consent_next = None
         for tid in [t for t, tr in self._transactions.items() if tr.kind is _Kind.CHECK]:
             del self._transactions[tid]
         if self.state is not IceState.CONNECTED:
@@ -514,6 +524,7 @@ class IceAgent:
         if self.selected is pair:
             return
         self.selected = pair
+        self._previous_selected = None
         self._checking_deadline = None
         self._emit(PairSelected(pair.local, pair.remote))
         self._set_state(IceState.CONNECTED)

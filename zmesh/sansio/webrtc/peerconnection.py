@@ -39,7 +39,6 @@ __all__ = [
     "ConnectionState",
     "ConnectionStateChanged",
     "LocalCandidate",
-    "DatagramDropped",
     "SctpEndpoint",
     "SctpFactory",
 ]
@@ -75,11 +74,6 @@ class LocalCandidate:
 
     candidate: Candidate | None
     mid: str = "0"
-
-
-@dataclass(frozen=True)
-class DatagramDropped:
-    reason: str
 
 
 class SctpEndpoint(Protocol):
@@ -131,7 +125,7 @@ class PeerConnection:
         self.is_offerer: bool | None = None
         self._host_addresses: list[Address] = []
         self._events: deque[Any] = deque()
-        self._out: deque[tuple[bytes, Address]] = deque()
+        self._out: deque[tuple[bytes, Address]] = deque(maxlen=_dtls.MAX_OUT)  # oldest dropped
         self._last_dtls_source: Address | None = None
         self._records_since_output = 0
         self._dtls_deadline: float | None = None
@@ -179,8 +173,13 @@ class PeerConnection:
             raise LocalProtocolError("an answer needs our offer first")
         if description.max_message_size == 0:
             raise SdpError("max-message-size 0 is not usable")
-        self.remote_description = description
+        previous = self.remote_description
         ice = self._require_ice()
+        if (description.type == "offer" and previous is not None
+                and (previous.ice_ufrag, previous.ice_pwd)
+                != (description.ice_ufrag, description.ice_pwd)):
+            ice.restart(now)  # RFC 8445 §9: new remote credentials mean an ICE restart
+        self.remote_description = description
         ice.set_remote_credentials(description.ice_ufrag, description.ice_pwd, now)
         for candidate in description.candidates:
             ice.add_remote_candidate(candidate, now)
@@ -189,7 +188,8 @@ class PeerConnection:
         if description.type == "answer":
             # RFC 8842 §5.3: they chose; we are the other role.
             self._make_dtls(is_client=description.setup == "passive")
-        self._set_state(ConnectionState.CONNECTING)
+        if self.state is ConnectionState.NEW:
+            self._set_state(ConnectionState.CONNECTING)
         self._pump(now)
 
     def create_answer(self, now: float) -> SessionDescription:
@@ -254,6 +254,12 @@ class PeerConnection:
     def close(self, now: float) -> None:
         if self.state is ConnectionState.CLOSED:
             return
+        abort = getattr(self.sctp, "abort", None)
+        if abort is not None and self.dtls is not None \
+                and self.dtls.state is _dtls.DtlsState.CONNECTED:
+            # An SCTP ABORT ahead of DTLS close_notify, as browsers send when a peer connection
+            # closes: the peer's channels close at once instead of timing out.
+            abort("peer connection closed", now)
         self._pump(now)
         if self.dtls is not None:
             self.dtls.close(now)
@@ -291,9 +297,11 @@ class PeerConnection:
         else:
             self._drop("not-stun-or-dtls")
         self._absorb(now)
-        if self._records_since_output >= self._sack_every and self.sctp is not None:
-            # Acknowledge inside long bursts too: the sender's Max.Burst lets each SACK release
-            # only a few packets, so waiting for the end of a burst would stall it.
+        if self.sctp is not None and self._records_since_output and (
+                self._records_since_output >= self._sack_every or self._sending()):
+            # A receiver acknowledges inside long bursts too (the sender's Max.Burst lets each
+            # SACK release only a few packets, so waiting for the end of a burst would stall
+            # it); a sender with data queued answers every SACK at once with new data.
             self._pump(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
@@ -404,6 +412,10 @@ class PeerConnection:
                     self._on_sctp_event(sctp_event)
             if layers == (self.dtls, self.sctp) and (dtls is None or not dtls.has_events()):
                 return
+
+    def _sending(self) -> bool:
+        association = getattr(self.sctp, "association", None)
+        return bool(getattr(association, "buffered_total", 0))
 
     def _absorb(self, now: float | None) -> None:
         """Move input-side results up the stack (ICE, DTLS records into SCTP, events) without

@@ -119,7 +119,22 @@ def parse_stun(data: bytes | bytearray | memoryview) -> StunMessage:
     integrity = message.attributes.get("MESSAGE-INTEGRITY")
     if integrity is not None and len(integrity) != 20:
         raise MalformedInput("MESSAGE-INTEGRITY is not 20 bytes")
+    error = message.attributes.get("ERROR-CODE")
+    # RFC 8489 §14.8: class 3..6, number 0..99 (aioice accepts any byte values).
+    if error is not None and not _error_code_ok(raw):
+        raise MalformedInput(f"ERROR-CODE {error[0]} out of range")
     return message
+
+
+def _error_code_ok(raw: bytes) -> bool:
+    """Class 3..6 and number below 100 (aioice folds an overflowing number into the class)."""
+    pos = HEADER_LENGTH
+    while pos + 4 <= len(raw):
+        attr_type, attr_len = _ATTR_HEADER.unpack_from(raw, pos)
+        if attr_type == Attr.ERROR_CODE:
+            return attr_len >= 4 and raw[pos + 7] < 100 and 3 <= raw[pos + 6] & 0x07 <= 6
+        pos += 4 + attr_len + (-attr_len % 4)
+    return True
 
 
 def encode_stun(

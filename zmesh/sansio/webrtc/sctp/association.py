@@ -15,9 +15,10 @@ Where RFC 9260 sections live:
 - handshake, cookies, INIT collision (§5.1, §5.2.1, §5.2.4): ``_on_init``, ``_on_init_ack``,
   ``_on_cookie_echo``, ``_on_cookie_ack``;
 - DATA receipt and delayed SACK (§6.2): ``_on_data``; SACK processing, fast retransmit and
-  fast recovery (§6.2.1, §7.2.4): ``_on_sack``; T3-rtx (§6.3.3): ``_on_t3``;
+  fast recovery (§6.2.1, §7.2.4): ``_on_sack`` with :mod:`.retransmit`; T3-rtx (§6.3.3):
+  ``_on_t3``; congestion control and RTO: :mod:`.congestion`;
 - heartbeats (§8.3), shutdown (§9.2), abort (§9.1);
-- PR-SCTP abandonment and FORWARD TSN (RFC 3758 §3.5): ``_abandon``, ``_advance_peer_ack``;
+- PR-SCTP abandonment and FORWARD TSN (RFC 3758 §3.5): :mod:`.retransmit`, ``_on_forward_tsn``;
 - stream reset (RFC 6525 §5): ``_on_reconfig`` and ``_maybe_request_reset``.
 
 Every TSN is unwrapped (see :mod:`.tsn`) the moment it is read from the wire.
@@ -58,6 +59,7 @@ from .events import (
 )
 from .packet import PacketBuilder, crc32c, crc32c_extend
 from .reassembly import InboundStreams
+from .retransmit import RetransmissionQueue, SentChunk
 from .send_queue import OutMessage, SendQueue
 from .streams_reset import (
     RESULT_DENIED,
@@ -154,45 +156,6 @@ class SctpStats:
     duplicate_tsns: int
 
 
-class _Sent:
-    """A DATA chunk that has a TSN and is not yet cumulatively acknowledged."""
-
-    __slots__ = (
-        "abandoned",
-        "acked",
-        "fast_retransmitted",
-        "flags",
-        "in_flight",
-        "message",
-        "misses",
-        "payload",
-        "retransmit",
-        "sent_at",
-        "ssn",
-        "stream_id",
-        "transmits",
-        "tsn",
-    )
-
-    def __init__(
-        self, tsn: int, flags: int, message: OutMessage, payload: bytes, now: float
-    ) -> None:
-        self.tsn = tsn
-        self.flags = flags
-        self.stream_id = message.stream_id
-        self.ssn = message.ssn
-        self.message = message
-        self.payload = payload
-        self.sent_at = now
-        self.transmits = 1
-        self.acked = False
-        self.abandoned = False
-        self.in_flight = True
-        self.retransmit = False
-        self.fast_retransmitted = False
-        self.misses = 0
-
-
 class SctpAssociation:
     """One end of an SCTP association (see the module docstring)."""
 
@@ -237,17 +200,11 @@ class SctpAssociation:
         )
         self._out_ssn: dict[int, int] = {}
         self._next_tsn = self._initial_tsn  # unwrapped
-        self._cum_acked = self._initial_tsn - 1  # peer's cumulative ack, unwrapped
-        self._adv_peer_ack = self._cum_acked
-        self._sent: deque[_Sent] = deque()
-        self._acked_ranges: list[tuple[int, int]] = []
-        self._flight = 0
+        self._rtx = RetransmissionQueue(self._initial_tsn, self._on_abandon)
         self._peer_rwnd = cfg.receive_window
-        self._retransmit_count = 0
-        self._rtx_hint = self._initial_tsn  # no TSN below this is marked for retransmission
         self._fast_rtx_pending = False
         self._forward_tsn_due = False
-        self._rto = RtoEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max)
+        self._rto = RtoEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.max_timer_backoff)
         self._cc = CongestionController(
             mtu, cfg.initial_cwnd_packets, cfg.min_cwnd_packets, cfg.receive_window
         )
@@ -268,6 +225,7 @@ class SctpAssociation:
         self._peer_last_result = RESULT_PERFORMED
         self._deferred_reset: OutgoingResetRequest | None = None
         self._deferred_last_tsn = 0
+        self._last_incoming_reset: tuple[tuple[int, ...], int] | None = None
 
         # Control chunks waiting for a packet, and packets that must travel alone.
         self._control: list[bytes] = []
@@ -293,10 +251,7 @@ class SctpAssociation:
         self._bytes_received = 0
         self._messages_sent = 0
         self._messages_received = 0
-        self._retransmissions = 0
-        self._fast_retransmissions = 0
         self._t3_expirations = 0
-        self._abandoned = 0
         self._bad_checksums = 0
         self._dropped = 0
         self._duplicate_tsns = 0
@@ -349,7 +304,7 @@ class SctpAssociation:
             rto=self._rto.rto,
             cwnd=self._cc.cwnd,
             ssthresh=self._cc.ssthresh,
-            flight_size=self._flight,
+            flight_size=self._rtx.flight,
             peer_rwnd=self._peer_rwnd,
             packets_sent=self._packets_sent,
             packets_received=self._packets_received,
@@ -357,10 +312,10 @@ class SctpAssociation:
             bytes_received=self._bytes_received,
             messages_sent=self._messages_sent,
             messages_received=self._messages_received,
-            retransmissions=self._retransmissions,
-            fast_retransmissions=self._fast_retransmissions,
+            retransmissions=self._rtx.retransmissions,
+            fast_retransmissions=self._rtx.fast_retransmissions,
             t3_expirations=self._t3_expirations,
-            abandoned_messages=self._abandoned,
+            abandoned_messages=self._rtx.abandoned_messages + self._queue.expired_messages,
             bad_checksums=self._bad_checksums,
             dropped_packets=self._dropped,
             duplicate_tsns=self._duplicate_tsns,
@@ -532,8 +487,8 @@ class SctpAssociation:
         if (
             not self._control
             and not self._solo
-            and not self._retransmit_count
-            and (self._flight >= self._cc.cwnd or self._queue.empty)
+            and not self._rtx.retransmit_count
+            and (self._rtx.flight >= self._cc.cwnd or self._queue.empty)
             and not self._forward_tsn_due
             and not self._cookie_echo_due
             and not self._reset.pending
@@ -559,7 +514,7 @@ class SctpAssociation:
         if self._sack_due is not None and now >= self._sack_due:
             self._sack_now = True
         sending_data = self._state in _DATA_SENDING
-        burst_limited = self._flight > 0
+        burst_limited = self._rtx.flight > 0
         new_packets = 0
         fast_first = self._fast_rtx_pending
         self._fast_rtx_pending = False
@@ -576,8 +531,8 @@ class SctpAssociation:
                     or (
                         sending_data
                         and (
-                            self._retransmit_count
-                            or (self._flight < self._cc.cwnd and not self._queue.empty)
+                            self._rtx.retransmit_count
+                            or (self._rtx.flight < self._cc.cwnd and not self._queue.empty)
                         )
                     )
                 )
@@ -588,7 +543,7 @@ class SctpAssociation:
             if self._control:
                 self._append_control(b)
             if self._forward_tsn_due:
-                fwd = self._forward_tsn_chunk()
+                fwd = self._rtx.forward_tsn_chunk()
                 if fwd is not None and len(fwd) <= b.room:
                     b.append(fwd)
                     self._forward_tsn_due = False
@@ -596,9 +551,13 @@ class SctpAssociation:
                     self._forward_tsn_due = False
             has_data = False
             if sending_data:
-                if self._retransmit_count:
-                    has_data = self._append_retransmissions(b, now, ignore_cwnd=fast_first)
+                if self._rtx.retransmit_count:
+                    size = self._rtx.take_retransmissions(b, now, self._cc.cwnd, fast_first)
                     fast_first = False
+                    if size:
+                        has_data = True
+                        self._peer_rwnd -= size
+                        self._bytes_sent += size
                 burst_left = not burst_limited or new_packets < self.config.max_burst
                 if burst_left and self._append_new_data(b, now):
                     has_data = True
@@ -661,48 +620,16 @@ class SctpAssociation:
         used = self._inbound.buffered + self._rx_pending
         return max(0, self.config.receive_window - used)
 
-    def _append_retransmissions(self, b: PacketBuilder, now: float, ignore_cwnd: bool) -> bool:
-        added = False
-        cwnd = self._cc.cwnd
-        sent = self._sent
-        # Start at the lowest TSN that may be marked, so that recovering a large window after
-        # a T3 timeout is linear, not quadratic.
-        start = max(0, self._rtx_hint - sent[0].tsn) if sent else 0
-        for index in range(start, len(sent)):
-            c = sent[index]
-            if not c.retransmit:
-                self._rtx_hint = c.tsn + 1
-                continue
-            size = len(c.payload)
-            if 16 + size > b.room:
-                break
-            if not ignore_cwnd and self._flight + size > cwnd:
-                break
-            b.append_data(c.flags, c.tsn & TSN_MASK, c.stream_id, c.ssn, c.message.ppid, c.payload)
-            c.retransmit = False
-            self._rtx_hint = c.tsn + 1
-            c.in_flight = True
-            c.transmits += 1
-            c.sent_at = now
-            self._retransmit_count -= 1
-            self._flight += size
-            self._peer_rwnd -= size
-            self._retransmissions += 1
-            self._bytes_sent += size
-            added = True
-            if not self._retransmit_count:
-                break
-        return added
-
     def _append_new_data(self, b: PacketBuilder, now: float) -> bool:
         """Fill the packet with new fragments while cwnd and the peer's window allow."""
         queue = self._queue
+        rtx = self._rtx
         added = False
         cwnd = self._cc.cwnd
         while b.room >= 16 + _MIN_FRAGMENT or (added is False and b.room > 16):
-            if self._flight >= cwnd:
+            if rtx.flight >= cwnd:
                 break
-            if self._peer_rwnd <= 0 and self._flight > 0:
+            if self._peer_rwnd <= 0 and rtx.flight > 0:
                 break  # zero window: one chunk probes it when nothing is in flight
             message = queue.next_message(now)
             if message is None:
@@ -734,32 +661,17 @@ class SctpAssociation:
             b.append_data(
                 flags, tsn & TSN_MASK, message.stream_id, message.ssn, message.ppid, payload
             )
-            self._sent.append(_Sent(tsn, flags, message, payload, now))
+            rtx.push(SentChunk(tsn, flags, message, payload, now))
             message.offset = end
             message.last_tsn = tsn
             if end == total:
                 queue.current = None
                 self._messages_sent += 1
             queue.consumed(message, size)
-            self._flight += size
             self._peer_rwnd -= size
             self._bytes_sent += size
             added = True
         return added
-
-    def _forward_tsn_chunk(self) -> bytes | None:
-        """FORWARD TSN up to the advanced peer ack point (RFC 3758 §3.5 C)."""
-        if self._adv_peer_ack <= self._cum_acked:
-            return None
-        streams: dict[int, int] = {}
-        for c in self._sent:
-            if c.tsn > self._adv_peer_ack:
-                break
-            if c.abandoned and not c.flags & ch.DATA_FLAG_UNORDERED:
-                streams[c.stream_id] = c.ssn
-        return ch.ForwardTsnChunk(
-            self._adv_peer_ack & TSN_MASK, tuple(sorted(streams.items()))
-        ).encode()
 
     # ------------------------------------------------------------------ input
 
@@ -769,7 +681,8 @@ class SctpAssociation:
         if self._terminated:
             self._dropped += 1
             return
-        packet = bytes(packet)
+        if type(packet) is not bytes:
+            packet = bytes(packet)
         if len(packet) < 16:
             self._dropped += 1
             raise TruncatedInput(f"SCTP packet of {len(packet)} bytes")
@@ -991,6 +904,7 @@ class SctpAssociation:
         self._outbound_streams = min(cfg.outbound_streams, peer_mis)
         self._inbound_streams = min(cfg.inbound_streams, peer_os)
         self._peer_prsctp = prsctp
+        self._rtx.partial_reliability = prsctp
         self._peer_reconfig = reconfig
         self._peer_rwnd = peer_rwnd
         self._cc.ssthresh = peer_rwnd
@@ -1008,7 +922,10 @@ class SctpAssociation:
         if self._t1_count > self.config.max_init_retransmits:
             self._terminate("handshake timed out", False)
             return
-        timeout = min(self.config.t1_initial * (2**self._t1_count), self.config.rto_max)
+        cfg = self.config
+        timeout = min(
+            cfg.t1_initial * (2**self._t1_count), max(cfg.max_timer_backoff, cfg.t1_initial)
+        )
         self._t1 = now + timeout
         if self._state is _S.COOKIE_WAIT:
             self._solo.append((0, self._init_chunk().encode()))
@@ -1027,8 +944,9 @@ class SctpAssociation:
     def _on_data(self, chunk: ch.DataChunk) -> None:
         rx = self._rx
         cum = rx.cumulative
-        tsn = unwrap(chunk.tsn, cum)
-        if tsn <= cum or (tsn != cum + 1 and rx.contains(tsn)):
+        delta = (chunk.tsn - cum) & TSN_MASK  # unwrap() inlined: this runs per DATA chunk
+        tsn = cum + delta if delta < 0x80000000 else cum + delta - 0x100000000
+        if tsn <= cum or (delta != 1 and rx.contains(tsn)):
             self._duplicate_tsns += 1
             if len(self._duplicates) < _MAX_DUPLICATES_REPORTED:
                 self._duplicates.append(chunk.tsn)
@@ -1082,182 +1000,50 @@ class SctpAssociation:
     def _on_sack(self, sack: ch.SackChunk, now: float) -> None:
         if self._state not in _SACK_RECEIVING:
             return
-        cum = unwrap(sack.cumulative_tsn, self._cum_acked)
-        if cum < self._cum_acked or cum >= self._next_tsn:
+        rtx = self._rtx
+        cum = unwrap(sack.cumulative_tsn, rtx.cum_acked)
+        if cum < rtx.cum_acked or cum >= self._next_tsn:
             return  # stale (reordered) SACK, or one acking what we never sent
-        sent = self._sent
-        flight_before = self._flight
-        acked_bytes = 0
-        rtt: float | None = None
-        cum_advanced = cum > self._cum_acked
-        while sent and sent[0].tsn <= cum:
-            c = sent.popleft()
-            size = len(c.payload)
-            if c.in_flight:
-                self._flight -= size
-            if not c.acked and not c.abandoned:
-                acked_bytes += size
-                if c.transmits == 1:
-                    rtt = now - c.sent_at
-            if c.retransmit:
-                self._retransmit_count -= 1
-        self._cum_acked = cum
-        if self._adv_peer_ack < cum:
-            self._adv_peer_ack = cum
-
-        highest_new = cum
-        new_ranges = [(cum + s, cum + e) for s, e in sack.gaps]
-        if new_ranges and sent:
-            base = sent[0].tsn
-            count = len(sent)
-            prev = self._acked_ranges
-            j = 0
-            for s, e in new_ranges:
-                t = max(s, base)
-                e = min(e, base + count - 1)
-                while t <= e:
-                    while j < len(prev) and prev[j][1] < t:
-                        j += 1
-                    if j < len(prev) and prev[j][0] <= t:
-                        t = prev[j][1] + 1
-                        continue
-                    stop = min(e, prev[j][0] - 1) if j < len(prev) else e
-                    for u in range(t, stop + 1):
-                        c = sent[u - base]
-                        if c.acked:
-                            continue
-                        c.acked = True
-                        size = len(c.payload)
-                        if c.in_flight:
-                            c.in_flight = False
-                            self._flight -= size
-                        if c.retransmit:
-                            c.retransmit = False
-                            self._retransmit_count -= 1
-                        if not c.abandoned:
-                            acked_bytes += size
-                            if c.transmits == 1:
-                                rtt = now - c.sent_at
-                        highest_new = u
-                    t = stop + 1
-            # Miss indications for the holes below the highest newly acked TSN (RFC 9260
-            # §7.2.4 with the HTNA rule).
-            if highest_new > cum:
-                lost = False
-                hole = cum + 1
-                for s, e in new_ranges:
-                    if s > highest_new:
-                        break
-                    for u in range(max(hole, base), min(s, base + count)):
-                        c = sent[u - base]
-                        if c.acked or c.abandoned or c.retransmit or not c.in_flight:
-                            continue
-                        c.misses += 1
-                        if c.misses >= 3 and not c.fast_retransmitted:
-                            c.fast_retransmitted = True
-                            self._fast_retransmissions += 1
-                            self._mark_retransmit(c, now)
-                            lost = True
-                    hole = e + 1
-                if lost:
-                    self._fast_rtx_pending = True
-                    highest = sent[-1].tsn if sent else cum
-                    if cum_advanced:
-                        self._cc.maybe_exit_recovery(cum)
-                    self._cc.on_fast_retransmit(highest)
-        if sent:
-            last = sent[-1].tsn
-            self._acked_ranges = [(s, min(e, last)) for s, e in new_ranges if s <= last]
-        else:
-            self._acked_ranges = []
-
+        cum_advanced = cum > rtx.cum_acked
+        flight_before = rtx.flight
+        acked_bytes, rtt, lost = rtx.on_sack(cum, sack.gaps, now)
+        cc = self._cc
         if rtt is not None:
             self._rto.measure(rtt)
         if cum_advanced:
             self._errors = 0
-            self._cc.maybe_exit_recovery(cum)
-        self._cc.on_ack(acked_bytes, flight_before, cum_advanced)
-        self._peer_rwnd = sack.a_rwnd - self._flight
-
-        if not sent:
+            cc.maybe_exit_recovery(cum)
+        if lost:
+            self._fast_rtx_pending = True
+            cc.on_fast_retransmit(rtx.sent[-1].tsn if rtx.sent else cum)
+        cc.on_ack(acked_bytes, flight_before, cum_advanced)
+        self._peer_rwnd = sack.a_rwnd - rtx.flight
+        if not rtx.sent:
             self._t3 = None
         elif cum_advanced:
             self._t3 = now + self._rto.rto
-        if self._peer_prsctp and sent:
-            self._advance_peer_ack()
+        if rtx.partial_reliability and rtx.sent and rtx.advance_peer_ack():
+            self._forward_tsn_due = True
 
-    def _mark_retransmit(self, c: _Sent, now: float) -> None:
-        message = c.message
-        if (
-            self._peer_prsctp
-            and message.partially_reliable
-            and (
-                (message.max_retransmits is not None and c.transmits > message.max_retransmits)
-                or (message.expires_at is not None and now > message.expires_at)
-            )
-        ):
-            self._abandon(message)
-            return
-        if c.in_flight:
-            c.in_flight = False
-            self._flight -= len(c.payload)
-        if not c.retransmit:
-            c.retransmit = True
-            self._retransmit_count += 1
-            if c.tsn < self._rtx_hint:
-                self._rtx_hint = c.tsn
-
-    def _abandon(self, message: OutMessage) -> None:
-        """PR-SCTP: give up on every fragment of ``message`` (RFC 3758 §3.5 A3)."""
-        if message.abandoned:
-            return
-        message.abandoned = True
-        self._abandoned += 1
+    def _on_abandon(self, message: OutMessage) -> None:
         if self._queue.current is message:
             self._queue.drop_current()
-        sent = self._sent
-        if sent and message.first_tsn >= 0:
-            base = sent[0].tsn
-            for u in range(max(message.first_tsn, base), message.last_tsn + 1):
-                c = sent[u - base]
-                c.abandoned = True
-                if c.in_flight:
-                    c.in_flight = False
-                    self._flight -= len(c.payload)
-                if c.retransmit:
-                    c.retransmit = False
-                    self._retransmit_count -= 1
-        self._advance_peer_ack()
-
-    def _advance_peer_ack(self) -> None:
-        adv = self._cum_acked
-        skipped_abandoned = False
-        for c in self._sent:
-            if c.abandoned:
-                skipped_abandoned = True
-            elif not c.acked:
-                break
-            adv = c.tsn
-        if skipped_abandoned and adv > self._adv_peer_ack:
-            self._adv_peer_ack = adv
-        if self._adv_peer_ack > self._cum_acked:
-            self._forward_tsn_due = True
+        self._forward_tsn_due = True
 
     def _on_t3(self, now: float) -> None:
         self._t3_expirations += 1
         self._rto.back_off()
         self._cc.on_timeout()
-        if not self._sent:
+        rtx = self._rtx
+        if not rtx.sent:
             self._t3 = None
             return
-        for c in list(self._sent):
-            if not c.acked and not c.abandoned:
-                self._mark_retransmit(c, now)
+        rtx.mark_all(now)
         self._count_error("T3-rtx")
         if self._terminated:
             return
-        if self._peer_prsctp:
-            self._advance_peer_ack()
+        if rtx.partial_reliability and rtx.advance_peer_ack():
+            self._forward_tsn_due = True
         self._t3 = now + self._rto.rto
 
     def _count_error(self, what: str) -> None:
@@ -1288,14 +1074,16 @@ class SctpAssociation:
 
     def _maybe_request_reset(self, now: float) -> None:
         requester = self._reset
-        if requester.in_flight is not None or not requester.pending:
+        if requester.busy or not requester.pending:
             return
         ready = [s for s in requester.pending if self._queue.stream_idle(s)]
         if not ready:
             return
-        ready = ready[: self.config.max_reset_streams_per_request]
-        request = requester.make_request(
-            ready,
+        self._send_reset_request(ready[: self.config.max_reset_streams_per_request], now)
+
+    def _send_reset_request(self, streams: list[int], now: float) -> None:
+        request = self._reset.make_request(
+            streams,
             (self._peer_req_expected - 1) & TSN_MASK,
             (self._next_tsn - 1) & TSN_MASK,
             now,
@@ -1306,13 +1094,20 @@ class SctpAssociation:
     def _on_reconfig_timeout(self, now: float) -> None:
         requester = self._reset
         request = requester.in_flight
-        if request is None:
+        if request is not None:
+            # No answer: the same request again (RFC 6525 §5.1.1).
+            requester.retransmits += 1
+            requester.deadline = now + self._rto.rto
+            self._control.append(ch.ReconfigChunk((request.encode(),)).encode())
+            self._count_error("RE-CONFIG")
+        elif requester.retry is not None:
+            # The peer said "in progress": ask again with a new request sequence number, as
+            # dcSCTP (Chrome, Firefox) expects; it keeps answering "in progress" to the old one.
+            streams = list(requester.retry.stream_ids)
+            requester.retry = None
+            self._send_reset_request(streams, now)
+        else:
             requester.deadline = None
-            return
-        requester.retransmits += 1
-        requester.deadline = now + self._rto.rto
-        self._control.append(ch.ReconfigChunk((request.encode(),)).encode())
-        self._count_error("RE-CONFIG")
 
     def _on_reconfig(self, chunk: ch.ReconfigChunk, now: float) -> None:
         if self._state not in _SACK_RECEIVING:
@@ -1335,27 +1130,36 @@ class SctpAssociation:
         self._reply(ch.ReconfigChunk((ReconfigResponse(seq, result).encode(),)).encode())
 
     def _on_reset_request(self, req: OutgoingResetRequest) -> None:
+        """The peer resets its outgoing streams (RFC 6525 §5.2.2). As in dcSCTP, a request with
+        the next sequence number is processed (and its number used up) even when the answer is
+        "in progress"; a repeat of the last one gets the last answer again (§5.2.1)."""
         expected = self._peer_req_expected & TSN_MASK
-        if req.request_seq == expected:
-            last = unwrap(req.last_tsn, self._rx.cumulative)
-            if last <= self._rx.cumulative:
-                self._perform_incoming_reset(req)
-                self._respond(req.request_seq, RESULT_PERFORMED)
-            else:
-                # Data sent before the reset is still missing: reset once it has arrived
-                # (RFC 6525 §5.2.2) and say "in progress" meanwhile.
-                self._deferred_reset = req
-                self._deferred_last_tsn = last
-                self._respond(req.request_seq, RESULT_IN_PROGRESS)
-        elif req.request_seq == (expected - 1) & TSN_MASK:
+        if req.request_seq == (expected - 1) & TSN_MASK:
             self._respond(req.request_seq, self._peer_last_result)
-        else:
+            return
+        if req.request_seq != expected:
             self._respond(req.request_seq, RESULT_ERROR_BAD_SEQUENCE)
+            return
+        self._peer_req_expected += 1
+        last = unwrap(req.last_tsn, self._rx.cumulative)
+        if (req.stream_ids, last) == self._last_incoming_reset:
+            # dcSCTP asking again (new number) for a reset we already did after answering
+            # "in progress": nothing new to do or report.
+            self._peer_last_result = RESULT_PERFORMED
+        elif last <= self._rx.cumulative:
+            self._last_incoming_reset = (req.stream_ids, last)
+            self._perform_incoming_reset(req)
+        else:
+            # Data sent before the reset is still missing: reset once it has arrived and
+            # say "in progress" meanwhile.
+            self._deferred_reset = req
+            self._deferred_last_tsn = last
+            self._peer_last_result = RESULT_IN_PROGRESS
+        self._respond(req.request_seq, self._peer_last_result)
 
     def _perform_incoming_reset(self, req: OutgoingResetRequest) -> None:
         streams = req.stream_ids or tuple(range(self._inbound_streams))
         self._inbound.reset(streams)
-        self._peer_req_expected += 1
         self._peer_last_result = RESULT_PERFORMED
         self._deferred_reset = None
         self._events.append(StreamsReset(tuple(req.stream_ids), True))
@@ -1363,18 +1167,26 @@ class SctpAssociation:
     def _maybe_perform_deferred_reset(self) -> None:
         req = self._deferred_reset
         if req is not None and self._deferred_last_tsn <= self._rx.cumulative:
+            self._last_incoming_reset = (req.stream_ids, self._deferred_last_tsn)
             self._perform_incoming_reset(req)
+            # Unasked, so that a sender repeating the same request (aiortc) finishes now; one
+            # that asks again with a new number (dcSCTP) ignores it and gets "performed" then.
             self._respond(req.request_seq, RESULT_PERFORMED)
 
     def _on_reset_response(self, resp: ReconfigResponse, now: float) -> None:
         requester = self._reset
-        request = requester.in_flight
+        request = requester.in_flight or requester.retry
         if request is None or resp.response_seq != request.request_seq:
             return
         if resp.result == RESULT_IN_PROGRESS:
-            requester.deadline = now + self._rto.rto
+            if requester.in_flight is not None:
+                requester.in_flight = None
+                requester.retry = request
+                requester.deadline = now + self._rto.rto
             return
-        requester.finish()
+        # Includes a late "performed" for a request the peer had called "in progress".
+        requester.in_flight = requester.retry = None
+        requester.deadline = None
         self._errors = 0
         for sid in request.stream_ids:
             self._resetting.discard(sid)
@@ -1388,7 +1200,7 @@ class SctpAssociation:
     # -- shutdown, abort, errors
 
     def _outstanding(self) -> bool:
-        return bool(self._sent) or not self._queue.empty
+        return bool(self._rtx.sent) or not self._queue.empty
 
     def _check_shutdown(self, now: float) -> None:
         if self._terminated:
@@ -1411,7 +1223,9 @@ class SctpAssociation:
             if state is not _S.SHUTDOWN_RECEIVED:
                 self._shutdown_by_peer = True
             self._state = _S.SHUTDOWN_RECEIVED
-            self._on_sack(ch.SackChunk(chunk.cumulative_tsn, self._peer_rwnd + self._flight), now)
+            self._on_sack(
+                ch.SackChunk(chunk.cumulative_tsn, self._peer_rwnd + self._rtx.flight), now
+            )
         elif state is _S.SHUTDOWN_SENT:
             self._state = _S.SHUTDOWN_ACK_SENT
             self._control.append(ch.ShutdownAckChunk().encode())
@@ -1480,9 +1294,8 @@ class SctpAssociation:
         self._t1 = self._t2 = self._t3 = self._sack_due = self._hb_ack_deadline = None
         self._reset.deadline = None
         self._queue.clear()
-        self._sent.clear()
+        self._rtx.clear()
         self._control.clear()
-        self._flight = 0
         self._events.append(AssociationClosed(reason, by_peer))
 
     def _buffered_low(self, stream_id: int) -> None:

@@ -41,6 +41,10 @@ class SctpConfig:
     rto_initial: float = 1.0
     rto_min: float = 0.4
     rto_max: float = 60.0
+    #: Timeouts double the RTO up to this (or the measured RTO if larger): Chrome caps its
+    #: back-off at 3 s for WebRTC so that a burst of loss does not stall a channel for a
+    #: minute; the RFC's cap is rto_max. Also caps the T1 (handshake) back-off.
+    max_timer_backoff: float = 3.0
     #: T1-init / T1-cookie start value (RFC 9260 §16: RTO.Initial).
     t1_initial: float = 1.0
     max_init_retransmits: int = 8  # RFC 9260 Max.Init.Retransmits

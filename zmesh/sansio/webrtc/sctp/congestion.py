@@ -19,12 +19,19 @@ _BETA: Final = 0.25  # RFC 9260 RTO.Beta
 
 
 class RtoEstimator:
-    __slots__ = ("rto", "rto_max", "rto_min", "rttvar", "srtt")
+    """SRTT/RTTVAR/RTO. ``max_backoff`` caps how far timeouts double the RTO (Chrome caps it at
+    3 s for WebRTC; RFC 9260 only at RTO.Max), but never below the measured RTO itself."""
 
-    def __init__(self, initial: float, minimum: float, maximum: float) -> None:
+    __slots__ = ("_base", "max_backoff", "rto", "rto_max", "rto_min", "rttvar", "srtt")
+
+    def __init__(
+        self, initial: float, minimum: float, maximum: float, max_backoff: float | None = None
+    ) -> None:
         self.rto = initial
+        self._base = initial  # the RTO before any back-off
         self.rto_min = minimum
         self.rto_max = maximum
+        self.max_backoff = maximum if max_backoff is None else max_backoff
         self.srtt: float | None = None
         self.rttvar = 0.0
 
@@ -38,11 +45,12 @@ class RtoEstimator:
         else:
             self.rttvar = (1 - _BETA) * self.rttvar + _BETA * abs(self.srtt - rtt)
             self.srtt = (1 - _ALPHA) * self.srtt + _ALPHA * rtt
-        self.rto = min(max(self.srtt + 4 * self.rttvar, self.rto_min), self.rto_max)
+        self.rto = self._base = min(max(self.srtt + 4 * self.rttvar, self.rto_min), self.rto_max)
 
     def back_off(self) -> None:
-        """Double the RTO on a timeout (RFC 9260 §6.3.3 E2)."""
-        self.rto = min(self.rto * 2, self.rto_max)
+        """Double the RTO on a timeout (RFC 9260 §6.3.3 E2), within the back-off cap."""
+        cap = min(self.rto_max, max(self.max_backoff, self._base))
+        self.rto = min(self.rto * 2, cap)
 
 
 class CongestionController:

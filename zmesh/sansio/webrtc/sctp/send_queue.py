@@ -71,6 +71,7 @@ class SendQueue:
         "capacity",
         "current",
         "default_threshold",
+        "expired_messages",
         "stream_buffered",
         "thresholds",
     )
@@ -87,6 +88,7 @@ class SendQueue:
         self._queues: dict[int, deque[OutMessage]] = {}
         self._turns: deque[int] = deque()  # streams with queued messages, in turn order
         self.current: OutMessage | None = None  # the message being fragmented
+        self.expired_messages = 0  # dropped before any byte was sent (PR-SCTP lifetime)
 
     def fits(self, size: int) -> bool:
         return self.buffered + size <= self.capacity
@@ -115,8 +117,8 @@ class SendQueue:
     def next_message(self, now: float) -> OutMessage | None:
         """The message to fragment next (the current one, else the next stream's turn).
 
-        Messages whose lifetime ran out before any byte was sent are dropped here (counted
-        in the return of :meth:`take_expired_count`)."""
+        Messages whose lifetime ran out before any byte was sent are dropped here (counted in
+        :attr:`expired_messages`)."""
         if self.current is not None:
             return self.current
         turns = self._turns
@@ -130,6 +132,7 @@ class SendQueue:
                 del self._queues[sid]
             if message.expires_at is not None and now > message.expires_at:
                 message.abandoned = True
+                self.expired_messages += 1
                 self.consumed(message, len(message.data))
                 continue
             self.current = message

@@ -132,16 +132,23 @@ def decode_reconfig(params: Params) -> list[ReconfigParam]:
 
 
 class ResetRequester:
-    """Sender side of outgoing stream resets: at most one request in flight."""
+    """Sender side of outgoing stream resets: at most one request in flight, or one waiting
+    to be asked again (with a new number) after the peer answered "in progress"."""
 
-    __slots__ = ("deadline", "in_flight", "next_seq", "pending", "retransmits")
+    __slots__ = ("deadline", "in_flight", "next_seq", "pending", "retransmits", "retry")
 
     def __init__(self, initial_seq: int) -> None:
         self.next_seq = initial_seq  # RFC 6525 §5.1.1: starts at our initial TSN
         self.pending: dict[int, None] = {}  # streams waiting, in request order
         self.in_flight: OutgoingResetRequest | None = None
+        # a request the peer called "in progress": asked again, renumbered, at ``deadline``
+        self.retry: OutgoingResetRequest | None = None
         self.deadline: float | None = None
         self.retransmits = 0
+
+    @property
+    def busy(self) -> bool:
+        return self.in_flight is not None or self.retry is not None
 
     def make_request(
         self, ready: list[int], response_seq: int, last_tsn: int, now: float, rto: float
@@ -153,8 +160,4 @@ class ResetRequester:
         self.in_flight = request
         self.deadline = now + rto
         self.retransmits = 0
-        return request
-
-    def finish(self) -> OutgoingResetRequest | None:
-        request, self.in_flight, self.deadline = self.in_flight, None, None
         return request
