@@ -45,8 +45,9 @@ class Proc:
     def __init__(self, args: list[str], logfile: pathlib.Path) -> None:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         self.logf = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
-        self.p = subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE,
-                                  stderr=self.logf, cwd=ROOT, env=env)
+        self.p = subprocess.Popen(
+            [sys.executable, *args], stdout=subprocess.PIPE, stderr=self.logf, cwd=ROOT, env=env
+        )
         assert self.p.stdout is not None
         deadline = time.monotonic() + 30
         self.info: dict[str, Any] = {}
@@ -114,8 +115,10 @@ def measure(
         for k, v in (cpu_pids or {}).items()
     }
     ttfb = [
-        round(curl(f"{base}/bytes/1024", socks, "%{time_starttransfer}")["time_starttransfer"]
-              * 1e3, 2)
+        round(
+            curl(f"{base}/bytes/1024", socks, "%{time_starttransfer}")["time_starttransfer"] * 1e3,
+            2,
+        )
         for _ in range(ttfb_runs)
     ]
     return {
@@ -185,13 +188,24 @@ def run_tor(mb: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
         return {"skipped": f"{TOR_SCRIPT} not found"}
     env = {**os.environ, "BIG_MB": str(mb), "RUNS_BIG": str(runs), "RUNS_TTFB": str(ttfb_runs)}
     log("running tor_loopback.sh (private Tor network on loopback) ...")
-    r = subprocess.run(["bash", str(TOR_SCRIPT)], capture_output=True, text=True, env=env,
-                       timeout=600)
+    r = subprocess.run(
+        ["bash", str(TOR_SCRIPT)], capture_output=True, text=True, env=env, timeout=600
+    )
     if r.returncode != 0:
         return {"skipped": f"tor_loopback.sh failed: {r.stderr.strip()[-400:]}"}
     data = json.loads(r.stdout.strip().splitlines()[-1])
-    return {k: data[k] for k in ("tor_version", "hops", "tor_mbit_s", "tor_mbit_s_median",
-                                 "tor_ttfb_ms", "tor_ttfb_ms_median") if k in data}
+    return {
+        k: data[k]
+        for k in (
+            "tor_version",
+            "hops",
+            "tor_mbit_s",
+            "tor_mbit_s_median",
+            "tor_ttfb_ms",
+            "tor_ttfb_ms_median",
+        )
+        if k in data
+    }
 
 
 def main() -> int:
@@ -213,29 +227,62 @@ def main() -> int:
     procs: list[Proc] = []
     result: dict[str, Any] = {"bench": "e2e", "file_bytes": size, "cpus": os.cpu_count()}
     try:
-        rv = Proc(["-m", "zmesh.cli", "rendezvous", "--port", "0", "--state-dir",
-                   str(tmp / "rv")], tmp / "rv.log")
+        rv = Proc(
+            ["-m", "zmesh.cli", "rendezvous", "--port", "0", "--state-dir", str(tmp / "rv")],
+            tmp / "rv.log",
+        )
         procs.append(rv)
         web = Proc(["-m", "zmesh.io_trio.testsite", "--host", WEB_HOST], tmp / "web.log")
         procs.append(web)
         base = f"http://{WEB_HOST}:{web.info['port']}"
         for i in range(args.nodes):
-            procs.append(Proc(["-m", "zmesh.cli", "node", "--port", "0", "--state-dir",
-                               str(tmp / f"n{i}"), "--rendezvous", rv.info["url"],
-                               "--exit-allow-loopback"], tmp / f"n{i}.log"))
+            procs.append(
+                Proc(
+                    [
+                        "-m",
+                        "zmesh.cli",
+                        "node",
+                        "--port",
+                        "0",
+                        "--state-dir",
+                        str(tmp / f"n{i}"),
+                        "--rendezvous",
+                        rv.info["url"],
+                        "--exit-allow-loopback",
+                    ],
+                    tmp / f"n{i}.log",
+                )
+            )
         log(f"{args.nodes} nodes up")
         node_pids = [p.p.pid for p in procs[2:]]
         result["link_only_mbit_s"] = link_only()
         log("direct baseline ...")
         result["direct"] = measure(base, None, size, args.runs, args.ttfb_runs)
         for hops in hops_list:
-            proxy = Proc(["-m", "zmesh.cli", "proxy", "--socks-port", "0", "--hops", str(hops),
-                          "--state-dir", str(tmp / f"p{hops}"), "--rendezvous", rv.info["url"]],
-                         tmp / f"p{hops}.log")
+            proxy = Proc(
+                [
+                    "-m",
+                    "zmesh.cli",
+                    "proxy",
+                    "--socks-port",
+                    "0",
+                    "--hops",
+                    str(hops),
+                    "--state-dir",
+                    str(tmp / f"p{hops}"),
+                    "--rendezvous",
+                    rv.info["url"],
+                ],
+                tmp / f"p{hops}.log",
+            )
             procs.append(proxy)
             log(f"zmesh {hops} hop(s) ...")
             result[f"zmesh_{hops}_hops"] = measure(
-                base, proxy.info["socks_port"], size, args.runs, args.ttfb_runs,
+                base,
+                proxy.info["socks_port"],
+                size,
+                args.runs,
+                args.ttfb_runs,
                 cpu_pids={"client": [proxy.p.pid], "nodes": node_pids, "web": [web.p.pid]},
             )
             proxy.stop()
@@ -246,8 +293,9 @@ def main() -> int:
         for p in reversed(procs):
             p.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-    result["tor"] = {"skipped": "--no-tor"} if args.no_tor else run_tor(
-        args.mb, args.runs, args.ttfb_runs)
+    result["tor"] = (
+        {"skipped": "--no-tor"} if args.no_tor else run_tor(args.mb, args.runs, args.ttfb_runs)
+    )
     two = result.get("zmesh_2_hops", {}).get("mbit_s_median")
     tor = result["tor"].get("tor_mbit_s_median")
     if two and tor:

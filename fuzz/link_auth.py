@@ -8,6 +8,7 @@ Run: ``python fuzz/link_auth.py -runs=20000`` (libFuzzer flags pass through).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -26,10 +27,8 @@ def main() -> None:
 
     def one_input(data: bytes) -> None:
         half = len(data) // 2
-        try:
+        with contextlib.suppress(ProtocolError):
             decode(data)
-        except ProtocolError:
-            pass
         for role in (Role.CLIENT, Role.SERVER):
             auth = LinkAuthenticator(role, key, b"\x01" * 32, random=lambda n: b"\x02" * n)
             auth.start()

@@ -36,14 +36,25 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
 
 
 def _add_demo(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--simulated", action="store_true",
-                        help="run the virtual-time simulator demo instead of real sockets")
-    parser.add_argument("--self-test", action="store_true",
-                        help="run the self-check and exit: 0 on success, 1 with the reason")
-    parser.add_argument("--socks-port", type=int, default=None,
-                        help="SOCKS5 port (default 1080; a free one with --self-test)")
-    parser.add_argument("--nodes", type=int, default=None,
-                        help="relay/exit nodes (default 5; 8 with --simulated)")
+    parser.add_argument(
+        "--simulated",
+        action="store_true",
+        help="run the virtual-time simulator demo instead of real sockets",
+    )
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="run the self-check and exit: 0 on success, 1 with the reason",
+    )
+    parser.add_argument(
+        "--socks-port",
+        type=int,
+        default=None,
+        help="SOCKS5 port (default 1080; a free one with --self-test)",
+    )
+    parser.add_argument(
+        "--nodes", type=int, default=None, help="relay/exit nodes (default 5; 8 with --simulated)"
+    )
     parser.add_argument("--hops", type=int, choices=(2, 3), default=2, help="circuit length")
     parser.add_argument("--seed", type=int, default=1, help="simulator seed (--simulated only)")
 

@@ -26,7 +26,10 @@ class Proc:
     def __init__(self, args: list[str], name: str, log_dir: pathlib.Path) -> None:
         self.name = name
         self.log = open(log_dir / f"{name}.log", "wb")  # noqa: SIM115 - closed in stop()
-        env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+        env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+        }
         self.p = subprocess.Popen(
             [sys.executable, *args], stdout=subprocess.PIPE, stderr=self.log, cwd=ROOT, env=env
         )
@@ -94,9 +97,23 @@ class Mesh:
     def add_node(self, *extra: str) -> Proc:
         name = f"node{len(self.nodes)}"
         proc = self.start(
-            ["-m", "zmesh.cli", "node", "--port", "0", "--state-dir", str(self.tmp / name),
-             "--rendezvous", self.url, "--keepalive", "1", "--exit-allow-loopback",
-             "--status-file", str(self.tmp / f"{name}.status"), *extra],
+            [
+                "-m",
+                "zmesh.cli",
+                "node",
+                "--port",
+                "0",
+                "--state-dir",
+                str(self.tmp / name),
+                "--rendezvous",
+                self.url,
+                "--keepalive",
+                "1",
+                "--exit-allow-loopback",
+                "--status-file",
+                str(self.tmp / f"{name}.status"),
+                *extra,
+            ],
             name,
         )
         self.nodes.append(proc)
@@ -104,9 +121,23 @@ class Mesh:
 
     def add_proxy(self, hops: int = 2, name: str = "proxy") -> Proc:
         return self.start(
-            ["-m", "zmesh.cli", "proxy", "--socks-port", "0", "--state-dir",
-             str(self.tmp / name), "--rendezvous", self.url, "--hops", str(hops),
-             "--keepalive", "1", "--status-file", str(self.tmp / f"{name}.status")],
+            [
+                "-m",
+                "zmesh.cli",
+                "proxy",
+                "--socks-port",
+                "0",
+                "--state-dir",
+                str(self.tmp / name),
+                "--rendezvous",
+                self.url,
+                "--hops",
+                str(hops),
+                "--keepalive",
+                "1",
+                "--status-file",
+                str(self.tmp / f"{name}.status"),
+            ],
             name,
         )
 

@@ -17,8 +17,14 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
 def zmesh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "zmesh.cli", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=ENV)
+    return subprocess.run(
+        [sys.executable, "-m", "zmesh.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=ENV,
+    )
 
 
 @pytest.mark.parametrize("command", ["demo", "node", "proxy", "rendezvous", "status"])

@@ -24,11 +24,22 @@ pytestmark = [
 ]
 
 
-def curl(socks_port: int, url: str, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def curl(
+    socks_port: int, url: str, *extra: str, timeout: float = 120
+) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run(
-        ["curl", "-sS", "--max-time", str(int(timeout)), "--socks5-hostname",
-         f"127.0.0.1:{socks_port}", url, *extra],
-        capture_output=True, timeout=timeout + 10,
+        [
+            "curl",
+            "-sS",
+            "--max-time",
+            str(int(timeout)),
+            "--socks5-hostname",
+            f"127.0.0.1:{socks_port}",
+            url,
+            *extra,
+        ],
+        capture_output=True,
+        timeout=timeout + 10,
     )
 
 
@@ -95,9 +106,19 @@ def test_twenty_concurrent_streams(mesh: Mesh, proxy2: Proc, tmp_path: pathlib.P
     outs = [tmp_path / f"out{i}" for i in range(20)]
     procs = [
         subprocess.Popen(
-            ["curl", "-sS", "--max-time", "120", "--socks5-hostname", f"127.0.0.1:{port}",
-             "-o", str(out), f"http://127.0.0.1:{mesh.web_port}/bytes/{n}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "120",
+                "--socks5-hostname",
+                f"127.0.0.1:{port}",
+                "-o",
+                str(out),
+                f"http://127.0.0.1:{mesh.web_port}/bytes/{n}",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         for out in outs
     ]
@@ -113,8 +134,14 @@ def test_upload(mesh: Mesh, proxy2: Proc, tmp_path: os.PathLike[str]) -> None:
     path = os.path.join(tmp_path, "up.bin")
     with open(path, "wb") as f:
         f.write(data)
-    r = curl(proxy2.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/sha256",
-             "--data-binary", f"@{path}", "-H", "Content-Type: application/octet-stream")
+    r = curl(
+        proxy2.info["socks_port"],
+        f"http://127.0.0.1:{mesh.web_port}/sha256",
+        "--data-binary",
+        f"@{path}",
+        "-H",
+        "Content-Type: application/octet-stream",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.decode() == hashlib.sha256(data).hexdigest()
 
@@ -131,8 +158,13 @@ def test_exit_policy_refusals(mesh: Mesh, proxy2: Proc) -> None:
 def test_garbage_at_every_port_leaves_everything_running(mesh: Mesh, proxy2: Proc) -> None:
     ports = [int(mesh.url.rsplit(":", 1)[1].split("/")[0]), proxy2.info["socks_port"]]
     ports += [int(n.info["link_url"].rsplit(":", 1)[1].split("/")[0]) for n in mesh.nodes]
-    blobs = [b"\x00" * 64, os.urandom(4096), b"GET / HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x02\x00" + os.urandom(600),
-             b"\x05\xff" + os.urandom(100)]
+    blobs = [
+        b"\x00" * 64,
+        os.urandom(4096),
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"\x16\x03\x01\x02\x00" + os.urandom(600),
+        b"\x05\xff" + os.urandom(100),
+    ]
     for port in ports:
         for blob in blobs:
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
@@ -158,9 +190,21 @@ def test_relay_killed_mid_transfer(tmp_path_factory: pytest.TempPathFactory) -> 
         port = proxy.info["socks_port"]
         url = f"http://127.0.0.1:{m.web_port}/bytes/{40 * 1024 * 1024}"
         transfer = subprocess.Popen(
-            ["curl", "-sS", "--max-time", "60", "--limit-rate", "2M", "--socks5-hostname",
-             f"127.0.0.1:{port}", "-o", os.devnull, url],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            [
+                "curl",
+                "-sS",
+                "--max-time",
+                "60",
+                "--limit-rate",
+                "2M",
+                "--socks5-hostname",
+                f"127.0.0.1:{port}",
+                "-o",
+                os.devnull,
+                url,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 20
         path: list[str] = []
@@ -172,7 +216,7 @@ def test_relay_killed_mid_transfer(tmp_path_factory: pytest.TempPathFactory) -> 
         assert path, "the transfer never started"
         victim = next(n for n in m.nodes if n.info["node_id"] == path[0])
         victim.kill()
-        _, err = transfer.communicate(timeout=60)
+        _, _err = transfer.communicate(timeout=60)
         assert transfer.returncode != 0, "the interrupted transfer must fail, not hang or succeed"
         assert proxy.alive()
         # New streams work over a fresh circuit that avoids the dead relay.

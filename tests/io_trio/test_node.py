@@ -44,8 +44,13 @@ async def small_mesh(n: int = 3, loopback: bool = True) -> AsyncIterator[Mesh]:
         async with contextlib.AsyncExitStack() as stack:
             mesh.relays = [
                 await stack.enter_async_context(
-                    Node(NodeConfig(rendezvous=(mesh.url,), link=FAST,
-                                    exit_policy=ExitPolicy(allow_loopback=loopback)))
+                    Node(
+                        NodeConfig(
+                            rendezvous=(mesh.url,),
+                            link=FAST,
+                            exit_policy=ExitPolicy(allow_loopback=loopback),
+                        )
+                    )
                 )
                 for _ in range(n)
             ]
@@ -54,8 +59,9 @@ async def small_mesh(n: int = 3, loopback: bool = True) -> AsyncIterator[Mesh]:
 
 
 def client_config(mesh: Mesh, **kw: object) -> NodeConfig:
-    return NodeConfig(rendezvous=(mesh.url,), listen=False, relay=False, exit=False,
-                      link=FAST, **kw)  # type: ignore[arg-type]
+    return NodeConfig(
+        rendezvous=(mesh.url,), listen=False, relay=False, exit=False, link=FAST, **kw
+    )  # type: ignore[arg-type]
 
 
 async def http_get(stream: trio.abc.Stream, path: str) -> bytes:
@@ -144,8 +150,9 @@ async def test_mesh_vpn_api() -> None:
             assert body == b"hi\n"
             await vpn.disconnect()
         got: list[bytes] = []
-        async with MeshVPN(NodeConfig(rendezvous=(mesh.url,), relay=False, exit=False,
-                                      link=FAST)) as receiver:
+        async with MeshVPN(
+            NodeConfig(rendezvous=(mesh.url,), relay=False, exit=False, link=FAST)
+        ) as receiver:
             receiver.on("message", lambda m: got.append(m.data))
             await mesh.relays[0].refresh_peers()
             await mesh.relays[0].send_message(receiver.node.node_id, b"ping")

@@ -62,6 +62,8 @@ async def test_handle_refuses_malformed_and_expired() -> None:
     service = RendezvousService(NodeIdentity.generate())
     from zmesh.sansio.signaling.rendezvous import Publish, Result, decode_message, encode_message
 
-    assert decode_message(service.handle(b"\x09")) == Result(False, "malformed: unknown rendezvous message type 9")
+    assert decode_message(service.handle(b"\x09")) == Result(
+        False, "malformed: unknown rendezvous message type 9"
+    )
     reply = decode_message(service.handle(encode_message(Publish(record(expires=1).encode()))))
     assert isinstance(reply, Result) and not reply.ok and "Expired" in reply.reason

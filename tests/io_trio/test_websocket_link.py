@@ -24,7 +24,9 @@ CLIENT = NodeIdentity.generate()
 FAST = LinkSettings(keepalive_interval=0.05, keepalive_timeout=2.0, handshake_timeout=2.0)
 
 
-async def start_server(nursery: trio.Nursery, accepted: list[WebSocketLink], echo: bool = True) -> int:
+async def start_server(
+    nursery: trio.Nursery, accepted: list[WebSocketLink], echo: bool = True
+) -> int:
     async def on_link(link: WebSocketLink) -> None:
         accepted.append(link)
         async with trio.open_nursery() as n:
@@ -37,8 +39,11 @@ async def start_server(nursery: trio.Nursery, accepted: list[WebSocketLink], ech
             except LinkClosed:
                 n.cancel_scope.cancel()
 
-    port: int = await nursery.start(lambda task_status: serve_websocket_links(
-        SERVER, on_link, port=0, settings=FAST, task_status=task_status))
+    port: int = await nursery.start(
+        lambda task_status: serve_websocket_links(
+            SERVER, on_link, port=0, settings=FAST, task_status=task_status
+        )
+    )
     return port
 
 
@@ -47,8 +52,13 @@ async def test_authenticated_echo_and_rtt() -> None:
     async with trio.open_nursery() as nursery:
         port = await start_server(nursery, accepted)
         link = await connect_websocket_link(
-            "127.0.0.1", port, CLIENT, expected_peer_id=SERVER.node_id,
-            expected_cert_sha256=SERVER.cert_sha256, settings=FAST)
+            "127.0.0.1",
+            port,
+            CLIENT,
+            expected_peer_id=SERVER.node_id,
+            expected_cert_sha256=SERVER.cert_sha256,
+            settings=FAST,
+        )
         assert isinstance(link, Link)
         assert link.peer_id == SERVER.node_id
         nursery.start_soon(link.run)
@@ -73,11 +83,13 @@ async def test_wrong_pin_and_wrong_peer_are_refused() -> None:
     async with trio.open_nursery() as nursery:
         port = await start_server(nursery, [])
         with pytest.raises(LinkClosed, match="pin"):
-            await connect_websocket_link("127.0.0.1", port, CLIENT,
-                                         expected_cert_sha256=b"\x00" * 32, settings=FAST)
+            await connect_websocket_link(
+                "127.0.0.1", port, CLIENT, expected_cert_sha256=b"\x00" * 32, settings=FAST
+            )
         with pytest.raises(LinkClosed, match="not the node"):
-            await connect_websocket_link("127.0.0.1", port, CLIENT,
-                                         expected_peer_id=b"\x01" * 32, settings=FAST)
+            await connect_websocket_link(
+                "127.0.0.1", port, CLIENT, expected_peer_id=b"\x01" * 32, settings=FAST
+            )
         nursery.cancel_scope.cancel()
 
 

@@ -14,6 +14,7 @@ leave with the next write; ``needs_flush`` tells the writer to send them.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 
@@ -35,10 +36,8 @@ class TlsStream(trio.abc.Stream):
         self._out = ssl.MemoryBIO()
         self._obj = context.wrap_bio(self._in, self._out, server_side=server_side)
         self._eof = False
-        try:
+        with contextlib.suppress(OSError):
             transport.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        except OSError:
-            pass
 
     def getpeercert(self, binary_form: bool = True) -> bytes | None:
         der = self._obj.getpeercert(binary_form=True)
@@ -76,10 +75,8 @@ class TlsStream(trio.abc.Stream):
             await self.transport.send_all(self._out.read())
 
     async def _flush_quietly(self) -> None:
-        try:
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self._flush()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            pass
 
     async def receive_some(self, max_bytes: int | None = None) -> bytes:
         """Everything decryptable from one socket read (``max_bytes`` is advisory)."""

@@ -9,10 +9,11 @@ into one message and one TLS write, which is what makes the link cheap per cell 
 An idle link sends one cell per message. Keepalive is the WebSocket Ping/Pong (RFC 6455 §5.5.2)
 with an 8-byte counter; its round trip goes into ``LinkStats.rtt``.
 
-The link speaks wsproto (trio-websocket's own protocol engine) directly over a
-``trio.SSLStream`` rather than through trio-websocket's connection object, because that object
-does one ``send_all`` per message and moves every received message through a one-slot channel
-and an extra task: two task switches per message, which dominated the per-cell cost.
+The link speaks wsproto (trio-websocket's own protocol engine) directly over
+:class:`~zmesh.io_trio.tls.TlsStream` rather than through trio-websocket's connection object,
+because that object does one ``send_all`` per message and moves every received message through
+a one-slot channel and an extra task (two task switches per message), and ``trio.SSLStream``
+hands back one 16 KiB TLS record per read; both dominated the per-cell cost.
 
 Queues are bounded both ways: :meth:`WebSocketLink.send_cell` blocks when ``send_queue`` cells
 wait to be written, and the reader stops reading the socket while ``receive_queue`` cells wait
@@ -28,7 +29,6 @@ import math
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
-from typing import cast
 
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -49,6 +49,7 @@ from wsproto.utilities import RemoteProtocolError as WsRemoteError
 
 from zmesh.io_trio.link import LinkClosed, LinkStats
 from zmesh.io_trio.state import NodeIdentity, cert_sha256, client_ssl_context
+from zmesh.io_trio.tls import READ_SIZE, TlsStream
 from zmesh.sansio.signaling.link_auth import AuthState, LinkAuthenticator, Role
 from zmesh.sansio.wire import ProtocolError
 
@@ -70,7 +71,7 @@ MAX_CELLS_PER_MESSAGE = 64  # 64 KiB messages: one TLS write of ~4 records
 LINK_PATH = "/zmesh/link"
 SUBPROTOCOL = "zmesh-link.v1"
 MAX_HANDSHAKE_MESSAGE = 256
-RECEIVE_CHUNK = 64 * 1024
+RECEIVE_CHUNK = READ_SIZE
 _PING = struct.Struct("!Q")
 
 
@@ -96,18 +97,21 @@ class LinkSettings:
 class _Transport:
     """wsproto plus the stream: reads events, writes frames; one writer at a time."""
 
-    def __init__(self, stream: trio.abc.Stream, ws: WSConnection) -> None:
+    def __init__(self, stream: TlsStream, ws: WSConnection) -> None:
         self.stream = stream
         self.ws = ws
         self._events: collections.deque[Event] = collections.deque()
+        self.flush_wanted = False  # reading produced TLS records for the peer
 
     async def next_event(self) -> Event:
         while not self._events:
             data = await self.stream.receive_some(RECEIVE_CHUNK)
             if not data:
                 raise LinkClosed("peer closed the connection")
-            self.ws.receive_data(cast(bytes, data))  # bytearray works; wsproto's hint is narrow
+            self.ws.receive_data(data)
             self._events.extend(self.ws.events())
+            if self.stream.needs_flush:
+                self.flush_wanted = True
         return self._events.popleft()
 
     def pending_events(self) -> collections.deque[Event]:
@@ -292,6 +296,8 @@ class WebSocketLink:
             while True:
                 event = await self._t.next_event()
                 self._last_heard = trio.current_time()
+                if self._t.flush_wanted:
+                    self._send_ready.set()
                 if isinstance(event, BytesMessage):
                     size += len(event.data)
                     if size > limit:
@@ -349,6 +355,9 @@ class WebSocketLink:
         q = self._send_q
         try:
             while True:
+                if self._t.flush_wanted:
+                    self._t.flush_wanted = False
+                    await self._t.stream.send_pending()
                 if not q and not self._control:
                     if self._closed is not None:
                         return
@@ -437,12 +446,11 @@ async def connect_websocket_link(
     Raises :class:`LinkClosed` with the reason on any failure.
     """
     settings = settings or LinkSettings()
-    stream: trio.SSLStream[trio.SocketStream] | None = None
+    stream: TlsStream | None = None
     try:
         with trio.fail_after(settings.handshake_timeout):
             tcp = await trio.open_tcp_stream(host, port)
-            _tune_socket(tcp)
-            stream = trio.SSLStream(tcp, client_ssl_context(), https_compatible=True)
+            stream = TlsStream(tcp, client_ssl_context(), server_side=False)
             await stream.do_handshake()
             der = stream.getpeercert(binary_form=True)
             if not der:
@@ -485,15 +493,8 @@ async def _abort(stream: trio.abc.AsyncResource | None) -> None:
             await trio.aclose_forcefully(stream)
 
 
-def _tune_socket(stream: trio.SocketStream) -> None:
-    import socket
-
-    # Cells are latency-sensitive and already batched by the writer: never wait for Nagle.
-    stream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-
-
 async def _accept_one(
-    stream: trio.SSLStream[trio.SocketStream],
+    stream: TlsStream,
     identity: NodeIdentity,
     settings: LinkSettings,
 ) -> WebSocketLink:
@@ -511,7 +512,7 @@ async def _accept_one(
     await _authenticate(transport, auth)
     remote = ""
     try:
-        sock = stream.transport_stream.socket
+        sock = stream.transport.socket
         addr = sock.getpeername()
         remote = f"{addr[0]}:{addr[1]}"
     except (OSError, AttributeError):
@@ -538,8 +539,7 @@ async def serve_websocket_links(
     ssl_ctx = identity.server_ssl_context()
 
     async def handle(tcp: trio.SocketStream) -> None:
-        _tune_socket(tcp)
-        stream = trio.SSLStream(tcp, ssl_ctx, server_side=True, https_compatible=True)
+        stream = TlsStream(tcp, ssl_ctx, server_side=True)
         try:
             with trio.fail_after(settings.handshake_timeout):
                 link = await _accept_one(stream, identity, settings)

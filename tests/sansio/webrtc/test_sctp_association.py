@@ -765,7 +765,7 @@ def test_reliable_delivery_invariant(
     """Whatever the messages and the loss: every message arrives exactly once, intact, and
     ordered messages in per-stream order. (The give-up policy is tested elsewhere: here the
     association never declares the peer dead.)"""
-    a, b, lb = established_pair(seed=seed % 1000, config=PATIENT)
+    a, _b, lb = established_pair(seed=seed % 1000, config=PATIENT)
     lb._manglers["a"] = lossy(loss, seed)
     lb._manglers["b"] = lossy(loss, seed + 1)
     sent = []
@@ -789,7 +789,7 @@ def test_partial_reliability_invariant(
 ) -> None:
     """Unreliable messages arrive at most once and intact, ordered ones in order, and the
     sender ends with nothing in flight (everything acked or skipped by FORWARD TSN)."""
-    a, b, lb = established_pair(seed=seed % 1000, config=PATIENT)
+    a, _b, lb = established_pair(seed=seed % 1000, config=PATIENT)
     lb._manglers["a"] = lossy(loss, seed)
     lb._manglers["b"] = lossy(loss, seed + 1)
     sent = []
@@ -867,31 +867,33 @@ def test_incoming_reset_dcsctp_style_retries() -> None:
 def test_outgoing_reset_asks_again_after_in_progress() -> None:
     from zmesh.sansio.webrtc.sctp.streams_reset import ReconfigResponse, decode_reconfig
 
-    a, b, lb = established_pair()
+    a, _b, lb = established_pair()
     sent: list[int] = []
 
-    def answer_in_progress_once(packet: bytes) -> bytes | None:
+    def watch_requests(packet: bytes) -> bytes:
         for chunk in ch.parse_chunks(packet):
             if isinstance(chunk, ch.ReconfigChunk):
-                for param in decode_reconfig(chunk.params):
-                    if not isinstance(param, ReconfigResponse):
-                        sent.append(param.request_seq)
-                        if len(sent) == 1:
-                            # Play dcSCTP: swallow it and answer "in progress" ourselves.
-                            a.receive_data(
-                                _to(
-                                    a,
-                                    ch.ReconfigChunk(
-                                        (ReconfigResponse(param.request_seq, 6).encode(),)
-                                    ),
-                                ),
-                                lb.now,
-                            )
-                            return None
+                sent.extend(
+                    p.request_seq
+                    for p in decode_reconfig(chunk.params)
+                    if not isinstance(p, ReconfigResponse)
+                )
         return packet
 
-    lb._manglers["a"] = answer_in_progress_once
+    def first_answer_in_progress(packet: bytes) -> bytes | None:
+        for chunk in ch.parse_chunks(packet):
+            if isinstance(chunk, ch.ReconfigChunk) and len(sent) == 1:
+                # Play a dcSCTP peer that could not reset yet: "in progress" instead.
+                (answer,) = decode_reconfig(chunk.params)
+                assert isinstance(answer, ReconfigResponse)
+                reply = ReconfigResponse(answer.response_seq, 6).encode()
+                a.receive_data(_to(a, ch.ReconfigChunk((reply,))), lb.now)
+                return None
+        return packet
+
+    lb._manglers["a"] = watch_requests
+    lb._manglers["b"] = first_answer_in_progress
     a.reset_streams([2], lb.now)
     assert lb.run(lambda: StreamsReset((2,), False) in lb.events["a"], timeout=5)
-    assert len(sent) == 2 and sent[1] == (sent[0] + 1) & 0xFFFFFFFF  # renumbered
-    assert StreamsReset((2,), True) in lb.events["b"]
+    assert len(sent) == 2 and sent[1] == (sent[0] + 1) & 0xFFFFFFFF  # asked again, renumbered
+    assert lb.events["b"].count(StreamsReset((2,), True)) == 1  # reset once, reported once

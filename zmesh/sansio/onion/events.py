@@ -28,7 +28,8 @@ __all__ = [
     "OnionEvent",
 ]
 
-#: Whatever the driver uses to name a link (an object, a port number, a peer address).
+#: Whatever the driver uses to name a link (an object, a port number, a peer name). It is
+#: hashed once per cell on the relay fast path: prefer objects, ints or strings to tuples.
 LinkId: TypeAlias = Hashable
 
 

@@ -114,6 +114,8 @@ _HEADER_PACK: Final = CELL_HEADER.pack
 
 def _relay_key(circuit_id: int) -> bytes:
     return _HEADER_PACK(circuit_id, _RELAY)
+
+
 _MAX_CIRCUIT_ID: Final = CIRCUIT_ID_HIGH_BIT - 1
 
 
@@ -460,9 +462,7 @@ class OnionNode:
             return CircuitInfo(
                 circuit, end.state, end.hops, end.cells_sent, end.cells_received, end.rtt
             )
-        return CircuitInfo(
-            circuit, CircuitState.OPEN, (), end.cells_sent, end.cells_received, None
-        )
+        return CircuitInfo(circuit, CircuitState.OPEN, (), end.cells_sent, end.cells_received, None)
 
     @property
     def stats(self) -> NodeStats:
@@ -763,17 +763,13 @@ class OnionNode:
             self._remember_closed((link, circuit_id))
             if link != skip and link in self._links:
                 self._queue(
-                    link,
-                    encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason))
+                    link, encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason))
                 )
 
     def _reject_create(self, link: LinkId, circuit_id: int, reason: DestroyReason) -> None:
         self._counters.creates_rejected += 1
         self._remember_closed((link, circuit_id))
-        self._queue(
-            link,
-            encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason))
-        )
+        self._queue(link, encode_cell(circuit_id, CellCommand.DESTROY, encode_destroy_body(reason)))
 
     def _remember_closed(self, key: tuple[LinkId, int]) -> None:
         self._closed[key] = None

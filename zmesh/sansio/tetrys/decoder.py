@@ -211,22 +211,25 @@ class TetrysDecoder:
                 if symbol.__class__ is not bytes:
                     symbol = bytes(symbol)
                 sid = self._high + 1
+                low = self._low
                 if (
                     number == sid & ID_MASK
-                    and sid == self._first_unknown
-                    and not self._rows
                     and (
                         len(symbol) <= self._symbol_size
                         if self._variable
                         else len(symbol) == self._size
                     )
+                    and (
+                        sid - low < self._max_window
+                        or (low < self._first_unknown and low < self._deliver_next)
+                    )
                 ):
-                    # the common case: the next ID, nothing missing, no row waiting. Slide
-                    # the window by one (the symbol leaving it is known and delivered), keep
-                    # the symbol in its slot, and deliver it.
+                    # the common case: the next ID. No row can hold it (rows hold only IDs up
+                    # to the highest seen), so it only joins the window: slide the window by
+                    # one if full (the symbol leaving is known and delivered), keep the
+                    # symbol in its slot, and deliver it unless it waits behind a gap.
                     self._source_received += 1
                     self._high = sid
-                    low = self._low
                     if sid - low >= self._max_window:
                         self._low = low + 1
                         self._known.pop(low, None)
@@ -234,10 +237,11 @@ class TetrysDecoder:
                             self._recovered_ids.discard(low)
                     self._store(sid, symbol)
                     self._known[sid] = symbol
-                    self._first_unknown = sid + 1
+                    if sid == self._first_unknown:  # nothing is missing
+                        self._first_unknown = sid + 1
                     if not self._in_order:
                         self._events.append(_delivered(number, symbol, False))
-                    elif sid == self._deliver_next:
+                    elif sid == self._deliver_next:  # in order, nothing held back
                         self._deliver_next = sid + 1
                         self._events.append(_delivered(number, symbol, False))
                 else:
