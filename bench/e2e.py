@@ -181,6 +181,44 @@ def link_only(cells: int = 50_000) -> float:
     return round(result[0], 1)
 
 
+def profile_client(rendezvous: str, host: str, port: int, size: int, top: int = 15) -> list[Any]:
+    """cProfile a client node (in this process) fetching ``size`` bytes through 2 hops of the
+    running nodes; returns the ``top`` functions by own time as [name, share of total]."""
+    import cProfile
+    import pstats
+
+    import trio
+
+    sys.path.insert(0, str(ROOT))
+    from zmesh.io_trio.node import Node, NodeConfig
+
+    profiler = cProfile.Profile()
+
+    async def main() -> None:
+        config = NodeConfig(rendezvous=(rendezvous,), listen=False, relay=False, exit=False)
+        async with Node(config) as client:
+            for n, prof in ((1000, None), (size, profiler)):
+                stream = await client.open_tcp_stream(host, port)
+                if prof:
+                    prof.enable()
+                await stream.send_all(f"GET /bytes/{n} HTTP/1.1\r\nHost: b\r\n\r\n".encode())
+                while await stream.receive_some():
+                    pass
+                if prof:
+                    prof.disable()
+                await stream.aclose()
+
+    trio.run(main)
+    stats = pstats.Stats(profiler)
+    rows = stats.stats  # type: ignore[attr-defined]
+    total = sum(v[2] for v in rows.values()) or 1.0
+    ranked = sorted(rows.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
+    return [
+        [f"{pathlib.Path(f).name}:{line}({name})", round(v[2] / total, 3)]
+        for (f, line, name), v in ranked
+    ]
+
+
 def run_tor(mb: int, runs: int, ttfb_runs: int) -> dict[str, Any]:
     if shutil.which("tor") is None:
         return {"skipped": "tor is not installed (apt-get install tor)"}
@@ -216,6 +254,8 @@ def main() -> int:
     ap.add_argument("--hops", default="1,2,3")
     ap.add_argument("--nodes", type=int, default=4)
     ap.add_argument("--no-tor", action="store_true")
+    ap.add_argument("--profile", action="store_true",
+                    help="also cProfile an in-process client (2 hops) and report its top functions")
     args = ap.parse_args()
     if shutil.which("curl") is None:
         print(json.dumps({"bench": "e2e", "error": "curl not found"}))
@@ -287,6 +327,10 @@ def main() -> int:
             )
             proxy.stop()
             procs.remove(proxy)
+        if args.profile:
+            log("profiling an in-process client through 2 hops ...")
+            result["client_profile_top"] = profile_client(rv.info["url"], WEB_HOST,
+                                                          web.info["port"], min(size, 30_000_000))
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         result["error"] = str(exc)
     finally:

@@ -1,4 +1,4 @@
-"""``python -m conformance <suite> [FILE ...]``: check vector files and print ``N passed, M failed``.
+"""``python -m conformance <suite> [FILE ...]``: check vector files, print ``N passed, M failed``.
 
 Each suite is a module ``conformance.<suite>`` exposing::
 
@@ -17,7 +17,7 @@ import importlib.util
 import pathlib
 import sys
 
-SUITES = ("sphinx", "tetrys")
+SUITES = ("sphinx", "tetrys", "cells", "streams")
 
 
 def _run_suite(name: str, files: list[str]) -> tuple[int, int]:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from mesh_processes import Mesh, Proc
 
-from tests.integration.conftest import Mesh, Proc
 from zmesh.io_trio.testsite import pattern_sha256
 
 pytestmark = [

@@ -32,7 +32,7 @@ class Mesh:
 
 
 @contextlib.asynccontextmanager
-async def small_mesh(n: int = 3, loopback: bool = True) -> AsyncIterator[Mesh]:
+async def small_mesh(n: int = 3, loopback: bool = True, **kw: int) -> AsyncIterator[Mesh]:
     mesh = Mesh()
     async with trio.open_nursery() as nursery:
         service = RendezvousService(NodeIdentity.generate())
@@ -49,6 +49,7 @@ async def small_mesh(n: int = 3, loopback: bool = True) -> AsyncIterator[Mesh]:
                             rendezvous=(mesh.url,),
                             link=FAST,
                             exit_policy=ExitPolicy(allow_loopback=loopback),
+                            **kw,  # type: ignore[arg-type]
                         )
                     )
                 )
@@ -174,3 +175,33 @@ async def test_demo_self_check() -> None:
         finally:
             await demo.stop()
             nursery.cancel_scope.cancel()
+
+
+async def test_exit_connection_bound_refuses_with_resource_limit() -> None:
+    async with small_mesh(2, max_exit_connections=0) as mesh, Node(client_config(mesh)) as client:
+        with pytest.raises(StreamOpenFailed) as refused:
+            await client.open_tcp_stream("127.0.0.1", mesh.web)
+        assert refused.value.reason is ResetReason.RESOURCE_LIMIT
+
+
+async def test_peer_table_is_bounded() -> None:
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from zmesh.sansio.signaling.peer_record import Capability, SphinxKey, sign_record
+
+    node = Node(NodeConfig(listen=False, max_peers=3))
+    now = time.time()
+    for i in range(5):
+        record = sign_record(
+            Ed25519PrivateKey.generate(),
+            seq=1,
+            expires=int(now + 100 + i),
+            capabilities=Capability.RELAY,
+            cert_sha256=bytes(32),
+            sphinx_keys=[SphinxKey(1, bytes(32))],
+        )
+        node.add_peer(record)
+    assert len(node.peers) == 3
+    assert min(r.expires for r in node.peers.values()) == int(now + 102)

@@ -195,6 +195,11 @@ def _node_config(s: dict[str, Any], *, listen: bool) -> NodeConfig:
         )
     except PolicySyntaxError as exc:
         raise SystemExit(f"exit policy: {exc}") from exc
+    if listen and s["host"] in ("0.0.0.0", "::", "") and not s["advertise_host"]:
+        raise SystemExit(
+            f"--host {s['host']} listens on every address; say which one other nodes should "
+            "dial with --advertise-host"
+        )
     keepalive = float(s["keepalive"])
     return NodeConfig(
         state_dir=s["state_dir"],

@@ -32,7 +32,7 @@ import math
 import secrets
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import cast
@@ -104,6 +104,8 @@ class NodeConfig:
     stream_timeout: float = 15.0
     exit_connect_timeout: float = 10.0
     message_queue: int = 256  # end-to-end messages held for the application
+    max_peers: int = 4096  # peer records held; the soonest-expiring goes first
+    max_exit_connections: int = 1024  # TCP connections this exit holds open at once
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,7 @@ class Node:
         self._avoid: dict[bytes, float] = {}  # peer -> trio time until which we avoid it
         self._backlogged: dict[CircuitHandle, Callable[[], None]] = {}
         self._dirty: set[CircuitStreams] = set()
+        self._exit_slots = trio.Semaphore(config.max_exit_connections)
         self._last_refresh = -math.inf
         self._published: dict[str, int] = {}  # rendezvous url -> seq it holds from us
         self._flush_lock = trio.Lock()
@@ -278,6 +281,11 @@ class Node:
         held = self.peers.get(record.node_id)
         if held is not None and held.seq >= record.seq:
             return False
+        if held is None and len(self.peers) >= self.config.max_peers:
+            victim = min(self.peers.values(), key=lambda r: r.expires)
+            if victim.expires >= record.expires:
+                return False
+            del self.peers[victim.node_id]
         self.peers[record.node_id] = record
         return True
 
@@ -561,6 +569,24 @@ class Node:
     async def _exit_stream(self, end: CircuitStreams, stream_id: int, host: str, port: int) -> None:
         from zmesh.io_trio.exit_direct import open_exit_connection
 
+        try:
+            self._exit_slots.acquire_nowait()
+        except trio.WouldBlock:
+            end.reject(stream_id, ResetReason.RESOURCE_LIMIT)
+            return
+        try:
+            await self._exit_stream_inner(end, stream_id, host, port, open_exit_connection)
+        finally:
+            self._exit_slots.release()
+
+    async def _exit_stream_inner(
+        self,
+        end: CircuitStreams,
+        stream_id: int,
+        host: str,
+        port: int,
+        open_exit_connection: Callable[..., Awaitable[trio.SocketStream]],
+    ) -> None:
         try:
             tcp = await open_exit_connection(
                 host, port, self.config.exit_policy, timeout=self.config.exit_connect_timeout

@@ -8,12 +8,16 @@ here: ``create_offer``/``create_answer`` wait until gathering is complete, so th
 holds every candidate (what ``webrtc_echo`` and the interop tests need).
 
 ``now`` is ``trio.current_time()``; OpenSSL's DTLS timers keep their own clock (see
-``zmesh/sansio/webrtc/dtls.py``).
+``zmesh/sansio/webrtc/_openssl.py``), and the DTLS certificate's validity starts a day before
+the wall-clock time read here. Datagrams are handled in batches: the endpoint's reader feeds
+everything one socket wake-up read, then :meth:`WebRtcPeer.end_of_batch` sends what the batch
+produced (one SACK for the batch) without waking the connection task.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import math
 from collections import deque
@@ -142,6 +146,11 @@ class WebRtcPeer:
         sctp_factory: SctpFactory = default_sctp_factory,
     ) -> None:
         self.endpoint = endpoint
+        if certificate is None:
+            # Certificate validity is calendar time: the driver reads the wall clock so the
+            # sans-IO layer does not have to.
+            certificate = _dtls.DtlsCertificate.generate(
+                _dtls.chrome_not_before(datetime.datetime.now(datetime.UTC)), random=random)
         self.pc = PeerConnection(random=random, certificate=certificate, ice_config=ice_config,
                                  sctp_factory=sctp_factory)
         self._stun_servers = list(stun_servers)
@@ -149,6 +158,8 @@ class WebRtcPeer:
         self._inbox_send, self._inbox_recv = trio.open_memory_channel[None](1)
         self._kicked = False
         self._closing = False
+        self._batch_now: float | None = None  # trio time of the batch being delivered
+        self._sleeping_until = -math.inf  # the connection task's wake-up deadline
         self._backlog: deque[tuple[bytes, Address]] = deque(maxlen=BACKLOG)
         self._accept_send, self._accept_recv = trio.open_memory_channel[WebRtcChannel](
             ACCEPT_QUEUE)
@@ -174,19 +185,42 @@ class WebRtcPeer:
 
     def deliver(self, data: bytes, source: Address) -> None:
         """Called by the endpoint's reader for each datagram: feed it in at once (one trio
-        thread, so no locking) and wake the connection task to send what it produced."""
+        thread, so no locking). Answers wait for :meth:`end_of_batch`."""
         if self._closing:
             return
+        now = self._batch_now
+        if now is None:
+            now = self._batch_now = trio.current_time()
         try:
-            self.pc.receive_datagram(data, source, trio.current_time())
+            self.pc.receive_datagram(data, source, now)
         except Exception:  # a bug in one connection must not take the shared port down
             log.exception("peer connection failed on an incoming datagram")
             self.inbox_dropped += 1
-        # SACKs and handshake replies leave now, not after the reader's whole burst.
-        for reply, destination in self.pc.ready_datagrams():
-            if not self.endpoint.send_nowait(reply, destination, self):
-                self._backlog.append((reply, destination))
-        self._kick()
+
+    def end_of_batch(self) -> None:
+        """The reader drained the socket: send what the batch produced (one SACK for all of
+        it, new data the SACKs released) straight from the reader, hand events to channels,
+        and wake the connection task only if its timer moved earlier."""
+        now = self._batch_now
+        self._batch_now = None
+        if self._closing or now is None:
+            return
+        self._send_now(self.pc.datagrams_to_send(now))
+        self._dispatch_events()
+        timer = self.pc.get_timer()
+        if self._backlog or (timer is not None and timer < self._sleeping_until):
+            self._kick()
+
+    def _send_now(self, datagrams: list[tuple[bytes, Address]]) -> None:
+        """Non-blocking sends; what the kernel refuses waits in the backlog for the task."""
+        if self._backlog:
+            self._backlog.extend(datagrams)
+            return
+        send = self.endpoint.send_nowait
+        for index, (data, destination) in enumerate(datagrams):
+            if not send(data, destination, self):
+                self._backlog.extend(datagrams[index:])
+                return
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -325,21 +359,22 @@ class WebRtcPeer:
             await self._flush()
             self._dispatch_events()
             timer = pc.get_timer()
-            with trio.move_on_at(timer if timer is not None else math.inf) as scope:
+            self._sleeping_until = timer if timer is not None else math.inf
+            # A bare CancelScope: trio.move_on_at's context-manager wrapper showed up in the
+            # sender's profile (this loop runs once per application send burst).
+            with trio.CancelScope(deadline=self._sleeping_until) as scope:
                 await self._inbox_recv.receive()
+            self._sleeping_until = -math.inf  # awake: it re-reads the timer before sleeping
             self._kicked = False
             now = trio.current_time()
             if scope.cancelled_caught or (timer is not None and timer <= now):
                 pc.handle_timer(now)
 
     async def _flush(self) -> None:
-        now = trio.current_time()
+        self._send_now(self.pc.datagrams_to_send(trio.current_time()))
         while self._backlog:
             data, destination = self._backlog.popleft()
             await self.endpoint.sendto(data, destination, self)
-        for data, destination in self.pc.datagrams_to_send(now):
-            if not self.endpoint.send_nowait(data, destination, self):
-                await self.endpoint.sendto(data, destination, self)
 
     def _dispatch_events(self) -> None:
         changed = False

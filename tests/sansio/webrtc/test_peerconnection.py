@@ -230,3 +230,52 @@ def test_ice_restart_keeps_dtls_and_reconnects() -> None:
     # a pair of the new checklist was nominated and selected on both sides
     assert a.ice.selected in a.ice.pairs and b.ice.selected in b.ice.pairs
     assert a.state is b.state is ConnectionState.CONNECTED
+
+
+def _connected_with_channel() -> tuple[PeerConnection, PeerConnection, int, float]:
+    a, b = negotiate_default()
+    now = 0.0
+    for _ in range(3000):
+        now = step(a, b, now)
+        if a.state is b.state is ConnectionState.CONNECTED:
+            break
+    channel = a.create_channel("bulk", now=now)
+    for _ in range(200):
+        now = step(a, b, now)
+        if any(type(e).__name__ == "ChannelOpened" for e in drain(b)):
+            break
+    drain(a)
+    return a, b, int(channel.id), now
+
+
+def test_a_batch_of_datagrams_is_acknowledged_by_one_sack() -> None:
+    """RFC 9260 §6.2 with per-batch delay: feeding 30 DATA packets before asking for output
+    yields one SACK that acknowledges all of them (not one per second packet)."""
+    a, b, channel_id, now = _connected_with_channel()
+    a.send(channel_id, bytes(30 * 1100), now)  # about 30 packets: inside the initial window?
+    burst = a.datagrams_to_send(now)
+    association_a = a.sctp.association  # type: ignore[union-attr]
+    association_b = b.sctp.association  # type: ignore[union-attr]
+    assert len(burst) >= 10 and association_a.stats.flight_size > 0
+    sent_before = association_b.stats.packets_sent
+    for data, _ in burst:
+        b.receive_datagram(data, A, now)
+    assert association_b.stats.packets_sent == sent_before  # nothing built during the batch
+    replies = b.datagrams_to_send(now)
+    assert len(replies) == 1 and association_b.stats.packets_sent == sent_before + 1
+    flight_before = association_a.stats.flight_size
+    a.receive_datagram(replies[0][0], B, now)
+    assert association_a.stats.flight_size == 0 < flight_before  # all acknowledged at once
+
+
+def test_datagram_by_datagram_keeps_the_every_second_packet_rule() -> None:
+    a, b, channel_id, now = _connected_with_channel()
+    a.send(channel_id, bytes(10 * 1100), now)
+    burst = a.datagrams_to_send(now)
+    association_b = b.sctp.association  # type: ignore[union-attr]
+    sent_before = association_b.stats.packets_sent
+    sacks = 0
+    for data, _ in burst:
+        b.receive_datagram(data, A, now)
+        sacks += len(b.datagrams_to_send(now))
+    assert association_b.stats.packets_sent - sent_before == sacks == len(burst) // 2

@@ -142,6 +142,52 @@ class _Row:
 class TetrysDecoder:
     """Receiver half of a Tetrys session. See the module docstring."""
 
+    # slots: every attribute load in the per-packet path is then a fixed-offset read
+    __slots__ = (
+        "_coded_flags",
+        "_coded_received",
+        "_deliver_next",
+        "_duplicates",
+        "_events",
+        "_fast",
+        "_fb_every",
+        "_fb_interval",
+        "_field",
+        "_first_unknown",
+        "_high",
+        "_in_order",
+        "_known",
+        "_loss_rate",
+        "_lost",
+        "_low",
+        "_max_events",
+        "_max_window",
+        "_missing",
+        "_out",
+        "_plr",
+        "_plr_upto",
+        "_recovered",
+        "_recovered_ids",
+        "_redundant",
+        "_rows",
+        "_since_wu",
+        "_size",
+        "_slot_runs",
+        "_source_received",
+        "_symbol_size",
+        "_unusable",
+        "_updates_sent",
+        "_useless",
+        "_variable",
+        "_window",
+        "_window_view",
+        "_wu_due",
+        "_wu_header",
+        "_wu_interval",
+        "_zeros",
+        "config",
+    )
+
     def __init__(self, config: TetrysConfig | None = None) -> None:
         self.config = config or TetrysConfig()
         c = self.config
@@ -235,7 +281,11 @@ class TetrysDecoder:
                         self._known.pop(low, None)
                         if self._recovered_ids:
                             self._recovered_ids.discard(low)
-                    self._store(sid, symbol)
+                    if self._variable:
+                        self._store(sid, symbol)
+                    else:
+                        off = sid % self._max_window * self._size
+                        self._window_view[off : off + self._size] = symbol
                     self._known[sid] = symbol
                     if sid == self._first_unknown:  # nothing is missing
                         self._first_unknown = sid + 1
@@ -246,7 +296,13 @@ class TetrysDecoder:
                         self._events.append(_delivered(number, symbol, False))
                 else:
                     self._on_source(number, symbol)
-                self._after_packet(now)
+                # _after_packet, inlined: this runs once per source packet
+                self._since_wu += 1
+                self._wu_interval = self._fb_interval
+                if self._since_wu >= self._fb_every:
+                    self._wu_due = now
+                elif self._wu_due is None:
+                    self._wu_due = now + self._fb_interval
                 return
             if kind == _PLAIN_CODED and len(data) >= 16:
                 ev_len, flags, nb_ids, nb_coefs, first = _VECTOR.unpack_from(data, 8)

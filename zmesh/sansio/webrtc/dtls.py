@@ -10,14 +10,16 @@ The ClientHello is made to carry the same fields as Chromium's DTLS 1.2 ClientHe
 notes §8 and §10): 11 cipher suites in Chrome's order, groups x25519/P-256/P-384, Chrome's nine
 signature algorithms, use_srtp with Chrome's three profiles, extended master secret, no
 session ticket and no encrypt-then-MAC. Groups and signature algorithms can only be set through
-pyOpenSSL's private cffi handle (``OpenSSL._util.lib``); what remains different (OpenSSL's fixed
-extension order, the ServerHello shape) is listed in ``docs/stealth.md``.
+pyOpenSSL's private cffi handles, which live with the per-record fast path in
+:mod:`._openssl`; what remains different (OpenSSL's fixed extension order, the ServerHello
+shape) is listed in ``docs/stealth.md``.
 
-Time: OpenSSL runs its DTLS retransmission timers on its own wall clock and the binding offers
-no ``DTLS_set_timer_cb``. :meth:`DtlsTransport.get_timer` therefore converts OpenSSL's
-*remaining* time into a deadline on the caller's clock each time the caller hands us ``now``;
-:meth:`handle_timer` asks OpenSSL, which decides by its own clock. Under a virtual clock the
-retransmissions happen late or not at all; everything else in this module is deterministic.
+Time: this module reads no clock. OpenSSL runs its DTLS retransmission timer on the system
+clock; :func:`._openssl.retransmit_deadline` (the one documented leak) turns its remaining time
+into a deadline on the caller's clock for :meth:`DtlsTransport.get_timer`, and
+:meth:`DtlsTransport.handle_timer` lets OpenSSL decide by its own clock. Certificate validity
+is calendar time, which the sans-IO ``now`` is not: :meth:`DtlsCertificate.generate` takes it
+as ``not_before`` (the trio driver passes the wall-clock time).
 
 Handshake records leave in datagrams of at most ``mtu`` bytes (Chrome: 1200), packed at record
 boundaries; OpenSSL is told the MTU and not to query it (``OP_NO_QUERY_MTU``), otherwise it
@@ -40,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 
+from zmesh.sansio.webrtc import _openssl
 from zmesh.sansio.wire import (
     DEFAULT_RANDOM,
     LocalProtocolError,
@@ -63,16 +66,9 @@ __all__ = [
     "looks_like_dtls",
     "CHROME_CIPHERS",
     "DTLS_MTU",
+    "FIXED_NOT_BEFORE",
+    "chrome_not_before",
 ]
-
-try:  # private cffi handles: the memory-BIO fill level without raising WantReadError
-    from OpenSSL._util import ffi as _ffi
-    from OpenSSL._util import lib as _lib
-except ImportError:  # pragma: no cover - pyOpenSSL without its private module
-    _ffi = _lib = None
-
-_BUFFER_SIZE: Final = 1 << 16  # larger than any DTLS record
-_SSL_ERROR_WANT_READ: Final = 2  # SSL_ERROR_WANT_READ (openssl/ssl.h)
 
 DTLS_MTU: Final = 1200  # Chrome's DTLS datagram ceiling (research notes §8: 1200-B fragments)
 RECORD_HEADER: Final = 13  # type, version, epoch, sequence(48), length (RFC 6347 §4.1)
@@ -104,6 +100,16 @@ _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
     "sha-512": hashes.SHA512,
 }
 _P256_ORDER: Final = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+
+
+#: Validity start of certificates generated without one (tests, simulator): no clock is read.
+FIXED_NOT_BEFORE: Final = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
+
+
+def chrome_not_before(wall_clock: datetime.datetime) -> datetime.datetime:
+    """Chrome's validity start for a certificate made at ``wall_clock``: one day earlier, so
+    a peer whose clock is a little behind still sees a valid certificate."""
+    return wall_clock - datetime.timedelta(days=1)
 
 
 def looks_like_dtls(data: bytes | bytearray | memoryview) -> bool:
@@ -175,17 +181,17 @@ class DtlsCertificate:
     cert: x509.Certificate
 
     @classmethod
-    def generate(cls, *, not_before: datetime.datetime | None = None,
+    def generate(cls, not_before: datetime.datetime | None = None, *,
                  random: RandomSource = DEFAULT_RANDOM) -> DtlsCertificate:
-        """Key and serial come from ``random``. X.509 validity is calendar time, which the
-        sans-IO clock (``now``) is not: without ``not_before`` this is the module's one
-        wall-clock read (yesterday, as Chrome does). Pass it for deterministic certificates;
-        the ECDSA signature itself uses OpenSSL's randomness either way."""
+        """Key and serial come from ``random``; validity starts at ``not_before`` and lasts
+        31 days. X.509 validity is calendar time, which the sans-IO clock is not, so it is a
+        parameter: a driver passes the wall-clock time a day ago, as Chrome does
+        (:func:`chrome_not_before`). Without it the certificate starts at
+        :data:`FIXED_NOT_BEFORE`, which suits tests and the simulator but would be an odd,
+        expired validity on a real wire. The ECDSA signature uses OpenSSL's randomness."""
         scalar = int.from_bytes(random(40), "big") % (_P256_ORDER - 1) + 1
         key = ec.derive_private_key(scalar, ec.SECP256R1())
-        start = not_before or (
-            datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=1)
-        )
+        start = FIXED_NOT_BEFORE if not_before is None else not_before
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "WebRTC")])
         serial = (int.from_bytes(random(8), "big") >> 1) or 1
         cert = (
@@ -242,8 +248,6 @@ DtlsEvent = HandshakeCompleted | HandshakeFailed | DataReceived | DtlsClosed
 
 def chrome_like_context(certificate: DtlsCertificate) -> SSL.Context:
     """An OpenSSL DTLS 1.2 context whose ClientHello fields match Chromium's (module docstring)."""
-    from OpenSSL._util import lib as _lib  # private: groups and sigalgs have no public setter
-
     ctx = SSL.Context(SSL.DTLS_METHOD)
     ctx.set_min_proto_version(_DTLS1_2_VERSION)
     ctx.set_max_proto_version(_DTLS1_2_VERSION)
@@ -251,10 +255,9 @@ def chrome_like_context(certificate: DtlsCertificate) -> SSL.Context:
                     | SSL.OP_NO_RENEGOTIATION)
     ctx.set_cipher_list(CHROME_CIPHERS)
     ctx.set_tlsext_use_srtp(CHROME_SRTP)
-    if _lib.SSL_CTX_set1_curves_list(ctx._context, CHROME_GROUPS) != 1:
-        raise LocalProtocolError("OpenSSL refused Chrome's group list")
-    if _lib.SSL_CTX_set1_sigalgs_list(ctx._context, CHROME_SIGALGS) != 1:
-        raise LocalProtocolError("OpenSSL refused Chrome's signature algorithms")
+    if _openssl.AVAILABLE and not _openssl.set_groups_and_sigalgs(ctx, CHROME_GROUPS,
+                                                                   CHROME_SIGALGS):
+        raise LocalProtocolError("OpenSSL refused Chrome's groups or signature algorithms")
     # Any certificate passes the handshake; the SDP fingerprint is what authenticates it.
     ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *_args: True)
     ctx.use_certificate(certificate.cert)
@@ -286,7 +289,7 @@ class DtlsTransport:
             self._conn.set_accept_state()
         self._out: deque[bytes] = deque(maxlen=MAX_OUT)  # datagrams: oldest dropped
         self._events: deque[DtlsEvent] = deque()
-        self._buffer: Any = _ffi.new("char[]", _BUFFER_SIZE) if _ffi is not None else None
+        self._records = _openssl.RecordIO(self._conn) if _openssl.AVAILABLE else None
         self._timer: float | None = None
         self._handshake_done = False  # OpenSSL finished; fingerprint may still be pending
         self._held: deque[bytes] = deque()  # plaintext received before the fingerprint check
@@ -316,14 +319,10 @@ class DtlsTransport:
         """Encrypt one application record (one SCTP packet, RFC 8261 §5)."""
         if self.state is not DtlsState.CONNECTED:
             raise LocalProtocolError(f"DTLS send in state {self.state.value}")
-        if _lib is not None:
-            # Hot path: straight cffi calls into a preallocated buffer. pyOpenSSL's wrappers
-            # allocate an 18 KiB buffer and check errors twice per record.
-            conn = self._conn
-            if _lib.SSL_write(conn._ssl, data, len(data)) > 0:
-                size = _lib.BIO_read(conn._from_ssl, self._buffer, _BUFFER_SIZE)
-                if size > 0:
-                    self._out.append(_ffi.buffer(self._buffer, size)[:])
+        if self._records is not None:
+            records: list[bytes] = []
+            if self._records.encrypt([data], records):
+                self._out.extend(records)
                 return
         try:
             self._conn.send(data)
@@ -333,6 +332,28 @@ class DtlsTransport:
         out = self._conn.bio_read(MAX_RECORD + RECORD_HEADER)
         if out:
             self._out.append(out)  # one record: one datagram (RFC 8261 §5)
+
+    def encrypt_records(self, packets: list[bytes]) -> list[bytes]:
+        """Encrypt one application record per packet (RFC 8261 §5) and return the datagrams
+        at once, each one record, bypassing the output queue. The per-packet send path: one
+        ``SSL_write`` and one ``BIO_read`` per record into one reused buffer."""
+        if self.state is not DtlsState.CONNECTED:
+            raise LocalProtocolError(f"DTLS send in state {self.state.value}")
+        if self._records is None or self._out:
+            for packet in packets:
+                self.send(packet)
+            return self.datagrams_to_send(0.0)
+        records: list[bytes] = []
+        written = self._records.encrypt(packets, records)
+        if written < len(packets):
+            # A failed write (the peer closed, an internal error): the slow path reports it;
+            # what was encrypted so far keeps its order.
+            self._out.extend(records)
+            for packet in packets[written:]:
+                if self.state is DtlsState.CONNECTED:
+                    self.send(packet)
+            return self.datagrams_to_send(0.0)
+        return records
 
     def close(self, now: float) -> None:
         """Send close_notify (RFC 5246 §7.2.1) and stop."""
@@ -356,8 +377,8 @@ class DtlsTransport:
         if self.state is DtlsState.NEW:
             # The server learns of the handshake from the ClientHello itself.
             self.state = DtlsState.HANDSHAKING
-        if _lib is not None and self._handshake_done:
-            _lib.BIO_write(self._conn._into_ssl, data, len(data))  # memory BIO: cannot block
+        if self._records is not None and self._handshake_done:
+            self._records.feed(data)
         else:
             try:
                 self._conn.bio_write(data)
@@ -369,6 +390,27 @@ class DtlsTransport:
             if not self._handshake_done:
                 return
         self._read_application(now)
+
+    def receive_application_data(self, data: bytes, now: float) -> list[bytes] | None:
+        """Per-packet fast path once connected: decrypt every record of ``data`` and return
+        the plaintexts directly (no events), in one pass through OpenSSL. Returns ``None``
+        without consuming ``data`` when the fast path does not apply (handshake not finished,
+        no cffi handles, retransmission timer running); the caller then uses
+        :meth:`receive_datagram`. Anything other than application data (an alert,
+        close_notify) is handed to the slow path after the records before it, and its
+        results come out as events as usual."""
+        records = self._records
+        if self.state is not DtlsState.CONNECTED or self._timer is not None or records is None:
+            return None
+        records.feed(data)
+        plaintexts: list[bytes] = []
+        if not records.decrypt(plaintexts):
+            self._read_slow()
+            self._flush()
+            self._update_timer(now)
+        elif records.output_pending():
+            self._flush()  # OpenSSL answered something (a retransmitted flight)
+        return plaintexts
 
     def handle_timer(self, now: float) -> None:
         if self._timer is None or now < self._timer:
@@ -449,18 +491,24 @@ class DtlsTransport:
             self._events.append(DataReceived(self._held.popleft()))
 
     def _read_application(self, now: float) -> None:
-        while True:
-            if _lib is not None:
-                # Hot path (see send): a record read straight into our buffer.
-                size = _lib.SSL_read(self._conn._ssl, self._buffer, _BUFFER_SIZE)
-                if size > 0:
-                    self._accept_plaintext(_ffi.buffer(self._buffer, size)[:])
-                    if not self._input_pending():
-                        break
-                    continue
-                if _lib.SSL_get_error(self._conn._ssl, size) == _SSL_ERROR_WANT_READ:
-                    break
-                # Anything else (close_notify, alerts): let pyOpenSSL classify it below.
+        records = self._records
+        if records is None:
+            self._read_slow()
+        else:
+            plaintexts: list[bytes] = []
+            clean = records.decrypt(plaintexts)
+            for plaintext in plaintexts:
+                self._accept_plaintext(plaintext)
+            if not clean:
+                self._read_slow()  # close_notify, an alert or an error: pyOpenSSL names it
+        self._flush()
+        if self._timer is not None or not self._handshake_done:
+            self._update_timer(now)
+
+    def _read_slow(self) -> None:
+        """Records through pyOpenSSL's public calls, which turn OpenSSL's errors into
+        exceptions (the cffi path only tells application data from everything else)."""
+        while self.state not in (DtlsState.CLOSED, DtlsState.FAILED):
             try:
                 data = self._conn.recv(MAX_RECORD)
             except SSL.WantReadError:
@@ -477,11 +525,6 @@ class DtlsTransport:
             if not data:
                 break
             self._accept_plaintext(data)
-            if not self._input_pending():
-                break  # saves the recv() that would only raise WantReadError
-        self._flush()
-        if self._timer is not None or not self._handshake_done:
-            self._update_timer(now)
 
     def _accept_plaintext(self, data: bytes) -> None:
         if self.state is DtlsState.CONNECTED:
@@ -497,16 +540,8 @@ class DtlsTransport:
     def has_output(self) -> bool:
         return bool(self._out)
 
-    def _input_pending(self) -> bool:
-        if _lib is None:
-            return True
-        return bool(_lib.BIO_get_mem_data(self._conn._into_ssl, _ffi.NULL)
-                    or _lib.SSL_pending(self._conn._ssl))
-
     def _output_pending(self) -> bool:
-        if _lib is None:
-            return True
-        return bool(_lib.BIO_get_mem_data(self._conn._from_ssl, _ffi.NULL))
+        return self._records is None or self._records.output_pending()
 
     def _flush(self) -> None:
         """Move OpenSSL's output into datagrams of at most ``mtu`` bytes, cut at records."""
@@ -531,8 +566,7 @@ class DtlsTransport:
             self._out.append(bytes(datagram))
 
     def _update_timer(self, now: float) -> None:
-        remaining = self._conn.DTLSv1_get_timeout()
-        self._timer = None if remaining is None else now + float(remaining)
+        self._timer = _openssl.retransmit_deadline(self._conn, now)
 
     def _fail(self, reason: str) -> None:
         if self.state in (DtlsState.FAILED, DtlsState.CLOSED):

@@ -7,6 +7,15 @@ the one UDP flow follows RFC 7983 §7 (first byte 0..3 STUN, 20..63 DTLS, anythi
 dropped and counted). SCTP packets ride one per DTLS record (RFC 8261 §5); once DTLS is up both
 sides send INIT, as browsers do, and the association settles any collision (RFC 9260 §5.2.1).
 
+Acknowledgements (RFC 9260 §6.2): ``receive_datagram`` only moves input up the stack; SCTP
+packets, SACKs included, are built by ``datagrams_to_send``. A driver that feeds a whole batch
+of datagrams (everything one socket wake-up read) and then asks for output sends one SACK per
+batch: the SACK is delayed past the RFC's every-second-packet SHOULD but never past the batch,
+which is at most a bounded number of datagrams and never waits for a timer; gaps and
+duplicates still make SCTP acknowledge at the end of the batch at once. On loopback a SACK
+costs a ``sendto`` that wakes the peer process, so per-batch SACKs are what make the transfer
+CPU-bound rather than syscall-bound (``docs/transport-webrtc.md``, Performance).
+
 The SCTP/DCEP layer is created by a factory so that this module can be tested on its own and so
 that the data-channel endpoint stays the other room's business; by default it is
 :class:`zmesh.sansio.webrtc.datachannel.DataChannelEndpoint` over
@@ -46,13 +55,6 @@ __all__ = [
 Address = tuple[str, int]
 MAX_EVENTS: Final = 8192
 DTLS_HANDSHAKE_TIMEOUT: Final = 30.0
-#: Give SCTP a chance to emit its SACK after this many received records inside one burst. The
-#: association asks for a SACK every second DATA packet (RFC 9260 §6.2, a SHOULD); on loopback
-#: each SACK costs a ~100 µs sendto() that wakes the peer, so we send stretch acknowledgements
-#: (as TCP receivers with GRO do). Gaps still get their SACK at the end of the burst at the latest.
-#: Measured with bench/datachannel.py: 2 -> ~35-55 Mbit/s, 8 -> ~90, 16 -> ~60-95 (noisy host).
-SACK_EVERY_RECORDS: Final = 16  # OpenSSL's own back-off gives up later than we want
-
 
 class ConnectionState(enum.Enum):
     NEW = "new"
@@ -108,10 +110,8 @@ class PeerConnection:
         ice_config: _ice.IceConfig | None = None,
         sctp_factory: SctpFactory = default_sctp_factory,
         max_message_size: int = CHROME_MAX_MESSAGE_SIZE,
-        sack_every: int = SACK_EVERY_RECORDS,
     ) -> None:
         self._random = random
-        self._sack_every = max(1, sack_every)
         self.certificate = certificate or _dtls.DtlsCertificate.generate(random=random)
         self._ice_config = ice_config
         self._sctp_factory = sctp_factory
@@ -127,7 +127,6 @@ class PeerConnection:
         self._events: deque[Any] = deque()
         self._out: deque[tuple[bytes, Address]] = deque(maxlen=_dtls.MAX_OUT)  # oldest dropped
         self._last_dtls_source: Address | None = None
-        self._records_since_output = 0
         self._dtls_deadline: float | None = None
         self._session_id = int.from_bytes(random(8), "big") >> 2
         self.dropped: dict[str, int] = {}
@@ -290,19 +289,30 @@ class PeerConnection:
                     self._drop("dtls-from-unknown-address")
                     return
                 self._last_dtls_source = source
+            sctp = self.sctp
+            if sctp is not None:
+                plaintexts = self.dtls.receive_application_data(data, now)
+                if plaintexts is not None:
+                    # Steady state: records straight into SCTP, then its events (no ICE or
+                    # DTLS bookkeeping per packet; the slow path below does the same work).
+                    for plaintext in plaintexts:
+                        try:
+                            sctp.receive_data(plaintext, now)
+                        except ProtocolError:
+                            self._drop("malformed-sctp")
+                    if self.dtls.has_events() or self.dtls.has_output():
+                        self._drain_dtls(now)
+                    while (sctp_event := sctp.next_event()) is not None:
+                        self._on_sctp_event(sctp_event)
+                    return
             if self._dtls_deadline is None:
                 self._dtls_deadline = now + DTLS_HANDSHAKE_TIMEOUT
             self.dtls.receive_datagram(data, now)
-            self._records_since_output += 1
         else:
             self._drop("not-stun-or-dtls")
+        # Input only: SCTP's answers (SACKs, data a SACK released) are built by the next
+        # datagrams_to_send(), so a batch of datagrams fed in before it costs one SACK.
         self._absorb(now)
-        if self.sctp is not None and self._records_since_output and (
-                self._records_since_output >= self._sack_every or self._sending()):
-            # A receiver acknowledges inside long bursts too (the sender's Max.Burst lets each
-            # SACK release only a few packets, so waiting for the end of a burst would stall
-            # it); a sender with data queued answers every SACK at once with new data.
-            self._pump(now)
 
     def datagrams_to_send(self, now: float) -> list[tuple[bytes, Address]]:
         self._pump(now)
@@ -389,7 +399,6 @@ class PeerConnection:
         SCTP output into DTLS records, then events): no later stage feeds an earlier one. A
         second pass runs only when a layer was just created (DTLS started, SCTP set up).
         """
-        self._records_since_output = 0
         for _ in range(4):
             layers = (self.dtls, self.sctp)
             ice = self.ice
@@ -405,17 +414,18 @@ class PeerConnection:
                 if dtls.state is _dtls.DtlsState.CONNECTED:
                     packets = sctp.data_to_send(now)
                     if packets:
-                        for packet in packets:
-                            dtls.send(packet)
+                        records = dtls.encrypt_records(packets)
+                        destination = self._data_destination()
+                        if destination is None:
+                            for _record in records:
+                                self._drop("dtls-no-route")
+                        else:
+                            self._out.extend([(record, destination) for record in records])
                         self._drain_dtls(now)
                 while (sctp_event := sctp.next_event()) is not None:
                     self._on_sctp_event(sctp_event)
             if layers == (self.dtls, self.sctp) and (dtls is None or not dtls.has_events()):
                 return
-
-    def _sending(self) -> bool:
-        association = getattr(self.sctp, "association", None)
-        return bool(getattr(association, "buffered_total", 0))
 
     def _absorb(self, now: float | None) -> None:
         """Move input-side results up the stack (ICE, DTLS records into SCTP, events) without

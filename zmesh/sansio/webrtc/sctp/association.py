@@ -204,9 +204,11 @@ class SctpAssociation:
         self._peer_rwnd = cfg.receive_window
         self._fast_rtx_pending = False
         self._forward_tsn_due = False
+        self._ack_credit = 0  # bytes acknowledged since the last transmission (Max.Burst)
         self._rto = RtoEstimator(cfg.rto_initial, cfg.rto_min, cfg.rto_max, cfg.max_timer_backoff)
         self._cc = CongestionController(
-            mtu, cfg.initial_cwnd_packets, cfg.min_cwnd_packets, cfg.receive_window
+            mtu, cfg.initial_cwnd_packets, cfg.min_cwnd_packets, cfg.receive_window,
+            increase_limit_packets=cfg.max_burst,
         )
         self._errors = 0
         self._resetting: set[int] = set()
@@ -494,6 +496,8 @@ class SctpAssociation:
             and not self._reset.pending
         ):
             # The per-packet common cases: nothing due, or only a SACK.
+            if self._queue.empty:
+                self._ack_credit = 0  # application-limited: acknowledgements free no burst
             if not self._sack_now and (self._sack_due is None or now < self._sack_due):
                 return []
             if self._state is _S.ESTABLISHED:
@@ -514,7 +518,17 @@ class SctpAssociation:
         if self._sack_due is not None and now >= self._sack_due:
             self._sack_now = True
         sending_data = self._state in _DATA_SENDING
+        # Max.Burst (RFC 9260 §6.1 D) limits the packets one transmission opportunity sends
+        # *beyond* what the acknowledgements since the last one freed: the ack clock itself is
+        # not a burst. With a SACK every second packet (what the RFC assumes) this is the RFC's
+        # flightsize + Max.Burst·MTU rule; with stretch SACKs (a SACK per received batch) the
+        # literal rule would let a SACK of 16 packets release only 4, so the window never
+        # fills and slow start (§7.2.1 "fully utilised") never grows it. From an idle start
+        # (nothing in flight) cwnd alone limits, as it is at most the initial window then.
         burst_limited = self._rtx.flight > 0
+        mtu = self.config.max_packet_size
+        burst = self.config.max_burst + (self._ack_credit + mtu - 1) // mtu
+        self._ack_credit = 0
         new_packets = 0
         fast_first = self._fast_rtx_pending
         self._fast_rtx_pending = False
@@ -558,7 +572,7 @@ class SctpAssociation:
                         has_data = True
                         self._peer_rwnd -= size
                         self._bytes_sent += size
-                burst_left = not burst_limited or new_packets < self.config.max_burst
+                burst_left = not burst_limited or new_packets < burst
                 if burst_left and self._append_new_data(b, now):
                     has_data = True
                     new_packets += 1
@@ -1017,6 +1031,7 @@ class SctpAssociation:
             self._fast_rtx_pending = True
             cc.on_fast_retransmit(rtx.sent[-1].tsn if rtx.sent else cum)
         cc.on_ack(acked_bytes, flight_before, cum_advanced)
+        self._ack_credit += acked_bytes
         self._peer_rwnd = sack.a_rwnd - rtx.flight
         if not rtx.sent:
             self._t3 = None

@@ -6,6 +6,15 @@ with ``partial_bytes_acked``, fast recovery (§7.2.4) and the T3 collapse (§7.2
 window is ``initial_cwnd_packets`` MTUs (10, like Chrome/dcSCTP; the RFC says
 min(4 MTU, max(2 MTU, 4380 B))), and a cwnd never falls below ``min_cwnd_packets`` MTUs
 except after a T3 timeout, which collapses it to one MTU as the RFC requires.
+
+Slow start (§7.2.1) grows cwnd only while the window is *fully utilised* (flight size at the
+SACK within one MTU of cwnd) and the cumulative TSN advanced, by at most the lesser of the bytes
+newly acknowledged and ``L`` MTUs, where the RFC bounds ``L`` by Max.Burst (``increase_limit``
+here, default Max.Burst = 4). ``L = 1`` (the RFC's SHOULD) starves slow start when the peer
+acknowledges every *batch* of packets rather than every second packet (a stretch SACK of 16
+packets would then grow cwnd by one MTU), so we use the RFC's upper bound, as RFC 3465
+byte counting does for TCP; it still protects against ACK splitting (a split SACK acknowledges
+fewer bytes, so it cannot grow cwnd faster than an honest one).
 """
 
 from __future__ import annotations
@@ -57,14 +66,17 @@ class CongestionController:
     __slots__ = (
         "cwnd",
         "fast_recovery_exit",
+        "increase_limit",
         "min_cwnd",
         "mtu",
         "partial_bytes_acked",
         "ssthresh",
     )
 
-    def __init__(self, mtu: int, initial_packets: int, min_packets: int, ssthresh: int) -> None:
+    def __init__(self, mtu: int, initial_packets: int, min_packets: int, ssthresh: int,
+                 increase_limit_packets: int = 1) -> None:
         self.mtu = mtu
+        self.increase_limit = max(1, increase_limit_packets) * mtu
         self.cwnd = initial_packets * mtu
         self.min_cwnd = min_packets * mtu
         self.ssthresh = ssthresh  # RFC 9260 §7.2.1: the peer's a_rwnd
@@ -82,7 +94,7 @@ class CongestionController:
         if self.cwnd <= self.ssthresh:
             # Slow start: only when the window was in full use and the cum ack moved.
             if cum_advanced and flight_before + self.mtu >= self.cwnd:
-                self.cwnd += min(acked_bytes, self.mtu)
+                self.cwnd += min(acked_bytes, self.increase_limit)
             return
         self.partial_bytes_acked += acked_bytes
         if self.partial_bytes_acked >= self.cwnd and flight_before + self.mtu >= self.cwnd:
