@@ -1,16 +1,19 @@
 """DataChannel throughput and round-trip latency on loopback: zmesh↔zmesh vs aiortc↔aiortc.
 
-``python bench/datachannel.py [--seconds 3] [--size 65536] [--pings 200] [--profile FILE]``
-prints one JSON object. Each stack runs as two processes (offerer here, answerer as a child of
-this same file with ``--child zmesh|aiortc``), so each side has its own interpreter as it
-would in real use. Throughput: the offerer sends ``size``-byte binary messages on a reliable
-ordered channel for ``seconds``, then asks the answerer how many bytes it received; the figure
-is received bits over the time until that answer. Latency: ``pings`` sequential 64-byte
-round trips on a second channel; median and 99th percentile.
-
-``--profile FILE`` runs the zmesh offerer under cProfile and writes the stats to FILE;
-``ZMESH_BENCH_CHILD_PROFILE=FILE`` does the same for the answering child. ``--inprocess MB``
-adds the CPU ceiling: two sans-IO peers in this process, no sockets.
+``python bench/datachannel.py [--seconds 3] [--size 65536] [--pings 200] [--repeat N]
+[--profile FILE]`` prints one JSON object: zmesh's and aiortc's throughput (Mbit/s) and RTT
+(median, p99 ms) measured in the same run, and the throughput ratio. With ``--repeat N`` the
+two stacks run alternately N times (so both see the same moments of a shared machine); the
+``zmesh``/``aiortc_baseline`` figures are then per-field medians, ``runs`` lists every pair and
+``spread`` gives min/median/max of each stack's throughput and of the per-pair ratio. Each
+stack runs as two processes (offerer here, answerer as a child of this same file with ``--child
+zmesh|aiortc``), so each side has its own interpreter as it would in real use. Throughput: the
+offerer sends ``size``-byte binary messages on a reliable ordered channel for ``seconds``, then
+asks the answerer how many bytes it received; the figure is received bits over the time until
+that answer. Latency: ``pings`` sequential 64-byte round trips on a second channel; median and
+99th percentile. ``--profile FILE`` runs the zmesh offerer under cProfile and writes the stats
+to FILE; ``ZMESH_BENCH_CHILD_PROFILE=FILE`` does the same for the answering child.
+``--inprocess MB`` adds the CPU ceiling: two sans-IO peers in this process, no sockets.
 """
 
 from __future__ import annotations
@@ -274,6 +277,16 @@ def _inprocess(megabytes: int, size: int) -> dict[str, float]:
     return {"throughput_mbit_s": received * 8 / elapsed / 1e6, "bytes_received": received}
 
 
+def _median_fields(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-field median over repeated runs (numeric fields; others from the first run)."""
+    merged: dict[str, Any] = {}
+    for name, first in results[0].items():
+        values = [r[name] for r in results if isinstance(r.get(name), int | float)]
+        merged[name] = (round(statistics.median(values), 3) if len(values) == len(results)
+                        else first)
+    return merged
+
+
 def _latency(rtts: list[float]) -> dict[str, float]:
     ordered = sorted(rtts)
     return {
@@ -288,6 +301,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=65536)
     parser.add_argument("--pings", type=int, default=200)
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="alternate the two stacks N times and report the spread")
     parser.add_argument("--only", choices=["zmesh", "aiortc"], default=None)
     parser.add_argument("--child", choices=["zmesh", "aiortc"], default=None)
     parser.add_argument("--inprocess", type=int, default=0, metavar="MB",
@@ -306,18 +321,27 @@ def main() -> None:
         _aiortc_child()
         return
     report: dict[str, Any] = {"message_size": args.size, "seconds": args.seconds,
-                              "pings": args.pings, "cpus": os.cpu_count()}
-    if args.only in (None, "zmesh"):
-        if args.profile:
-            import cProfile
+                              "pings": args.pings, "cpus": os.cpu_count(),
+                              "repeat": args.repeat}
+    runs: list[dict[str, Any]] = []
+    for _ in range(max(1, args.repeat)):
+        run: dict[str, Any] = {}
+        if args.only in (None, "zmesh"):
+            if args.profile:
+                import cProfile
 
-            profiler = cProfile.Profile()
-            report["zmesh"] = profiler.runcall(_zmesh_parent, args.seconds, args.size, args.pings)
-            profiler.dump_stats(args.profile)
-        else:
-            report["zmesh"] = _zmesh_parent(args.seconds, args.size, args.pings)
-    if args.only in (None, "aiortc"):
-        report["aiortc_baseline"] = _aiortc_parent(args.seconds, args.size, args.pings)
+                profiler = cProfile.Profile()
+                run["zmesh"] = profiler.runcall(_zmesh_parent, args.seconds, args.size,
+                                                args.pings)
+                profiler.dump_stats(args.profile)
+            else:
+                run["zmesh"] = _zmesh_parent(args.seconds, args.size, args.pings)
+        if args.only in (None, "aiortc"):
+            run["aiortc_baseline"] = _aiortc_parent(args.seconds, args.size, args.pings)
+        runs.append(run)
+    for key in ("zmesh", "aiortc_baseline"):
+        if key in runs[0]:
+            report[key] = _median_fields([run[key] for run in runs])
     if args.inprocess:
         report["zmesh_inprocess_one_core"] = _inprocess(args.inprocess, args.size)
     if "zmesh" in report and "aiortc_baseline" in report:
@@ -327,6 +351,19 @@ def main() -> None:
     for key in ("zmesh", "aiortc_baseline", "zmesh_inprocess_one_core"):
         if key in report:
             report[key]["throughput_mbit_s"] = round(report[key]["throughput_mbit_s"], 1)
+    if args.repeat > 1:
+        pairs = []
+        for run in runs:
+            pair = {key: round(run[key]["throughput_mbit_s"], 1) for key in run}
+            if "zmesh" in run and "aiortc_baseline" in run and pair["aiortc_baseline"]:
+                pair["ratio"] = round(pair["zmesh"] / pair["aiortc_baseline"], 2)
+            pairs.append(pair)
+        report["runs"] = pairs
+        report["spread"] = {
+            key: [min(values), round(statistics.median(values), 2), max(values)]
+            for key in pairs[0]
+            if (values := [pair[key] for pair in pairs if key in pair])
+        }
     print(json.dumps(report))
 
 

@@ -69,3 +69,28 @@ def test_toml_config_and_flags_merge(tmp_path: pathlib.Path) -> None:
     bad.write_text("no-such-option = 1\n")
     with pytest.raises(SystemExit, match="unknown option"):
         commands._settings(parser.parse_args(["--config", str(bad)]), commands._NODE_DEFAULTS)
+
+
+@pytest.mark.integration
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "zmesh.cli", "demo", "--socks-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env=ENV,
+    )
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        if "Ctrl-C stops the demo" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err[-2000:]
+    assert "stopping: closing circuits and links" in out
+    assert "Traceback" not in err

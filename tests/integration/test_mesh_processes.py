@@ -10,6 +10,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -230,3 +231,19 @@ def test_relay_killed_mid_transfer(tmp_path_factory: pytest.TempPathFactory) -> 
         assert victim.info["node_id"] not in circuit_path(m, "kproxy")
     finally:
         m.close()
+
+
+def test_zmesh_status_reads_a_running_proxy(mesh: Mesh, proxy2: Proc) -> None:
+    r = curl(proxy2.info["socks_port"], f"http://127.0.0.1:{mesh.web_port}/")
+    assert r.returncode == 0, r.stderr
+    circuit_path(mesh, "proxy2")
+    out = subprocess.run(
+        [sys.executable, "-m", "zmesh.cli", "status", str(mesh.tmp / "proxy2.status")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(pathlib.Path(__file__).resolve().parents[2])},
+    )
+    assert out.returncode == 0, out.stderr
+    assert "circuits built here (1)" in out.stdout or "circuits built here (2)" in out.stdout
+    assert " -> " in out.stdout

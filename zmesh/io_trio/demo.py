@@ -18,6 +18,7 @@ the virtual-time simulator demo (``zmesh.sim.demo``) instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import signal
 import struct
@@ -30,7 +31,7 @@ from zmesh.io_trio.node import Node, NodeConfig
 from zmesh.io_trio.rendezvous import PATH, RendezvousService
 from zmesh.io_trio.state import NodeIdentity
 from zmesh.io_trio.testsite import serve_test_site
-from zmesh.io_trio.websocket_link import LinkSettings
+from zmesh.io_trio.websocket_link import LinkSettings, WebSocketLink
 from zmesh.sansio.exit.policy import ExitPolicy
 
 __all__ = ["run", "Demo", "SelfCheckFailed", "socks5_http_get"]
@@ -105,7 +106,7 @@ class Demo:
         self.client: Node | None = None
         self.web_port = 0
         self.rendezvous_url = ""
-        self._stack: list[Node] = []
+        self._stack = contextlib.AsyncExitStack()
 
     async def start(self, nursery: trio.Nursery) -> None:
         service = RendezvousService(NodeIdentity.generate())
@@ -126,9 +127,7 @@ class Demo:
                     refresh_interval=5.0,
                 )
             )
-            await node.__aenter__()
-            self._stack.append(node)
-            self.nodes.append(node)
+            self.nodes.append(await self._stack.enter_async_context(node))
         self.client = Node(
             NodeConfig(
                 rendezvous=(self.rendezvous_url,),
@@ -139,14 +138,13 @@ class Demo:
                 refresh_interval=5.0,
             )
         )
-        await self.client.__aenter__()
-        self._stack.append(self.client)
+        await self._stack.enter_async_context(self.client)
 
     async def stop(self) -> None:
-        # No shield here: a node's nursery must close inside the scopes it was opened in;
-        # each node shields its own DESTROY-sending shutdown.
-        while self._stack:
-            await self._stack.pop().__aexit__(None, None, None)
+        # The exit stack closes the nodes in reverse order and passes a cancellation from one
+        # to the next, so every node's nursery closes inside the scope it was opened in; each
+        # node shields its own DESTROY-sending shutdown.
+        await self._stack.aclose()
 
     async def self_check(self, socks_port: int | None) -> list[str]:
         """Fetch the site through the circuit (API, then SOCKS5); returns lines to print."""
@@ -158,6 +156,7 @@ class Demo:
             f"circuit built through {len(info.path)} hops in "
             f"{(time.perf_counter() - t0) * 1e3:.1f} ms"
         )
+        await self._measure_path_rtts(info.path)
         t0 = time.perf_counter()
         stream = await self.client.open_tcp_stream("127.0.0.1", self.web_port, hops=self.hops)
         await stream.send_all(b"GET / HTTP/1.1\r\nHost: demo\r\n\r\n")
@@ -176,6 +175,22 @@ class Demo:
                 raise SelfCheckFailed("the page fetched through SOCKS5 is not the page served")
             lines.append("fetched it again through SOCKS5 with a hostname (resolved at the exit)")
         return lines
+
+    async def _measure_path_rtts(self, path: tuple[bytes, ...]) -> None:
+        """Ping every link along the path now, so the status view has RTTs at once."""
+        assert self.client is not None
+        by_id = {n.node_id: n for n in self.nodes}
+        links = []
+        prev: Node | None = self.client
+        for hop in path:
+            link = prev.links.get(hop) if prev is not None else None
+            if isinstance(link, WebSocketLink):
+                await link.ping()
+                links.append(link)
+            prev = by_id.get(hop)
+        with trio.move_on_after(1.0):
+            while any(link.stats.rtt is None for link in links):
+                await trio.sleep(0.01)
 
     def status_lines(self) -> list[str]:
         assert self.client is not None
@@ -197,12 +212,12 @@ class Demo:
                 hops.append(f"{hop_id[:4].hex()} ({'?' if rtt is None else f'{rtt * 1e3:.2f}'} ms)")
                 prev = by_id.get(hop_id)  # type: ignore[assignment]
             streams = info.streams
-            sent = streams.bytes_sent if streams else 0
-            recv = streams.bytes_received if streams else 0
+            sent = streams.bytes_sent if streams is not None else 0
+            recv = streams.bytes_received if streams is not None else 0
             build = "?" if info.build_rtt is None else f"{info.build_rtt * 1e3:.1f} ms"
             out.append(f"  client -> {' -> '.join(hops)} -> exit")
             out.append(
-                f"    built in {build}; streams open {len(streams) if streams else 0};"
+                f"    built in {build}; streams open {len(streams) if streams is not None else 0};"
                 f" bytes up {sent}, down {recv}"
             )
         if not self.client._circuits:

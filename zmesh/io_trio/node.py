@@ -346,11 +346,16 @@ class Node:
     async def _run_link(self, link: Link) -> None:
         """Drive one authenticated link until it closes (runs in the link's own task)."""
         peer = link.peer_id
+        try:
+            self.onion.link_up(cast(Hashable, link), peer, _wall())
+        except ProtocolError as exc:
+            log.info("refusing a link to %s: %s", peer[:4].hex(), exc)
+            await link.aclose()
+            return
         async with trio.open_nursery() as nursery:
             if isinstance(link, WebSocketLink):
                 nursery.start_soon(link.run)
             self.links[peer] = link
-            self.onion.link_up(cast(Hashable, link), peer, _wall())
             self._drain_events()
             await self._flush()
             batch = link.receive_cells if isinstance(link, WebSocketLink) else None
@@ -827,6 +832,7 @@ class Node:
             "links": links,
             "circuits": circuits,
             "exit_circuits": len(self._ends),
+            "relayed_circuits": self.onion.relayed_circuit_count,
             "dropped_cells": self.dropped_cells,
         }
 

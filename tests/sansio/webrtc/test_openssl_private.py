@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from OpenSSL import SSL
 
 from zmesh.sansio.webrtc import _openssl
@@ -116,3 +118,26 @@ def test_certificate_validity_is_a_parameter() -> None:
 
     assert default.cert.not_valid_before_utc == FIXED_NOT_BEFORE  # no clock read
     assert chrome_not_before(start) == start - datetime.timedelta(days=1)
+
+
+_SHARED = _connected()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.binary(min_size=0, max_size=1500), st.sampled_from([20, 21, 22, 23, 25, 63]))
+def test_fast_path_drops_forged_records_and_keeps_working(body: bytes, content_type: int) -> None:
+    """Hostile datagrams on the fast path: no exception, no plaintext, and the association
+    still decrypts genuine records afterwards (RFC 6347 §4.1.2.7: invalid records are
+    discarded silently)."""
+    client, server = _SHARED
+    forged = bytes([content_type]) + b"\xfe\xfd\x00\x01" + body[:6].ljust(6, b"\x00") \
+        + len(body).to_bytes(2, "big") + body
+    result = server.receive_application_data(forged, 2.0)
+    assert result in ([], None)
+    if result is None:
+        server.receive_datagram(forged, 2.0)
+    assert server.state is DtlsState.CONNECTED
+    while server.next_event() is not None:
+        pass
+    (record,) = client.encrypt_records([b"still fine"])
+    assert server.receive_application_data(record, 2.0) == [b"still fine"]

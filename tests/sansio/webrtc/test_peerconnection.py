@@ -252,7 +252,7 @@ def test_a_batch_of_datagrams_is_acknowledged_by_one_sack() -> None:
     """RFC 9260 §6.2 with per-batch delay: feeding 30 DATA packets before asking for output
     yields one SACK that acknowledges all of them (not one per second packet)."""
     a, b, channel_id, now = _connected_with_channel()
-    a.send(channel_id, bytes(30 * 1100), now)  # about 30 packets: inside the initial window?
+    a.send(channel_id, bytes(30 * 1100), now)  # more than the initial window of 10 packets
     burst = a.datagrams_to_send(now)
     association_a = a.sctp.association  # type: ignore[union-attr]
     association_b = b.sctp.association  # type: ignore[union-attr]

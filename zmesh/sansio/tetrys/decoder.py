@@ -33,9 +33,11 @@ with back-off while symbols are missing, so a lost update costs one interval, no
 from __future__ import annotations
 
 import collections
+import operator
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from zmesh.sansio.tetrys.coefficients import (
     field_for_ccgi,
@@ -45,15 +47,18 @@ from zmesh.sansio.tetrys.coefficients import (
 from zmesh.sansio.tetrys.config import LENGTH_PREFIX, TetrysConfig
 from zmesh.sansio.tetrys.packets import (
     ID_MASK,
+    MAX_PACKET,
     VERSION,
     CodedPacket,
     CommonHeader,
+    IdFormat,
     PacketType,
     SourcePacket,
     WindowUpdate,
     parse_packet,
+    vector_source_ids,
 )
-from zmesh.sansio.wire import LocalProtocolError, MalformedInput, OversizedInput
+from zmesh.sansio.wire import LocalProtocolError, MalformedInput, OversizedInput, TruncatedInput
 
 #: The first header word of a plain packet (V = 1, no CCI, no TSI, HDR_LEN 1) under
 #: ``_PLAIN_MASK``, which ignores the S... bits we do not use and the reserved byte, plus
@@ -63,6 +68,9 @@ _PLAIN_SOURCE = (VERSION << 28) | (1 << 8) | PacketType.SOURCE
 _PLAIN_CODED = (VERSION << 28) | (1 << 8) | PacketType.CODED
 #: Header word, then the Source Symbol ID (source) or Coded Symbol ID (coded).
 _HEAD = struct.Struct("!II")
+#: CCGI|I|C|V bits that must be clear for the decoder's own parse: CCGI 0 or 1, C = 0.
+_GENERATED_MASK = 0b1110_0010
+_ID_FORMATS = tuple(IdFormat)
 #: EV_LEN, CCGI|I|C|V, NB_IDS, NB_COEFS, FIRST_SOURCE_ID of a coded packet's encoding vector.
 _VECTOR = struct.Struct("!BBBBI")
 #: nb_missing, nb_not_used, first_source_id, PLR, SACK size, reserved.
@@ -100,6 +108,8 @@ class SymbolsLost:
 DecoderEvent = SymbolDelivered | SymbolsLost
 
 _new_object = object.__new__
+_mod = operator.mod
+_sub = operator.sub
 
 
 def _delivered(source_id: int, data: bytes, recovered: bool) -> SymbolDelivered:
@@ -304,14 +314,28 @@ class TetrysDecoder:
                 elif self._wu_due is None:
                     self._wu_due = now + self._fb_interval
                 return
-            if kind == _PLAIN_CODED and len(data) >= 16:
+            if kind == _PLAIN_CODED and 16 <= len(data) <= MAX_PACKET:
                 ev_len, flags, nb_ids, nb_coefs, first = _VECTOR.unpack_from(data, 8)
-                if ev_len == 2 and flags & 0b1110 == 0 and nb_ids and not nb_coefs:
-                    # the common coded packet: I = 0 (contiguous IDs), C = 0, no ID or
-                    # coefficient fields; anything else takes the full parser below
+                if flags & _GENERATED_MASK == 0 and ev_len >= 2 and nb_ids and not nb_coefs:
+                    # a plain coded packet with generated coefficients (C = 0, CCGI 0 or 1):
+                    # parsed here without building Packet objects; anything else (explicit
+                    # coefficients, malformed fixed fields) takes the full parser below
                     if len(self._events) >= self._max_events:
                         raise LocalProtocolError("event queue full: drain next_event() first")
-                    self._on_plain_coded(number, flags, nb_ids, first, data[16:])
+                    if ev_len == 2 and flags & 0b1100 == 0:
+                        # the common one: I = 0, the IDs are FIRST_SOURCE_ID and the next ones
+                        self._on_plain_coded(number, flags, nb_ids, first, data[16:])
+                    else:
+                        end = 8 + 4 * ev_len
+                        if end > len(data):
+                            raise TruncatedInput("encoding vector longer than the packet")
+                        ids, _ = vector_source_ids(
+                            _ID_FORMATS[(flags >> 2) & 0b11],
+                            first,
+                            nb_ids,
+                            memoryview(data)[16:end],
+                        )
+                        self._on_coded(number, flags >> 4, bool(flags & 1), ids, None, data[end:])
                     self._after_packet(now)
                     return
         packet = parse_packet(data)
@@ -555,46 +579,78 @@ class TetrysDecoder:
         variable: bool,
         wire_ids: Sequence[int],
         coefficients: Sequence[int] | None,
-        symbol: bytes,
+        symbol: bytes | bytearray | memoryview,
     ) -> None:
-        """Any coded packet (the general parser's output)."""
+        """Any coded packet: the general parser's, or one with generated coefficients.
+
+        The per-ID work (unwrapping, coefficients, slot numbers) runs in C-level ``map``s and
+        set operations; Python loops only over the few IDs still missing.
+        """
         self._check_coded(ccgi, variable, len(symbol))
+        count = len(wire_ids)
+        coefs: bytes | None = None
+        if coefficients is not None:
+            # a hand-built CodedPacket may hold anything: refuse it before any state changes
+            try:
+                coefs = bytes(coefficients)
+            except (TypeError, ValueError):
+                coefs = None
+            if coefs is None or len(coefs) != count or max(coefs) >= self._field.order:
+                raise LocalProtocolError("coefficients do not fit the IDs or the field")
         wire0 = wire_ids[0]
+        span = (wire_ids[-1] - wire0) & ID_MASK
+        if span >= self._max_window:
+            raise OversizedInput(f"combination spans {span + 1} source IDs")
         first = self._unwrap(wire0)
-        last = first + ((wire_ids[-1] - wire0) & ID_MASK)
-        if last - first >= self._max_window:
-            raise OversizedInput(f"combination spans {last - first + 1} source IDs")
+        last = first + span
         # validated: from here on the packet is accepted
         self._coded_received += 1
         if last > self._high:
             self._advance(last)
-        ids = [first + ((w - wire0) & ID_MASK) for w in wire_ids]
-        missing = self._missing
-        if last < self._first_unknown or missing.isdisjoint(ids):
+        wraps = wire0 + span > ID_MASK  # the vector crosses the 2^32 wrap
+        ids: Sequence[int]
+        if wraps:
+            ids = [first + ((w - wire0) & ID_MASK) for w in wire_ids]
+        elif first == wire0:  # the first 2^32 IDs of a session: wire IDs are the IDs
+            ids = wire_ids
+        else:
+            ids = list(map((first - wire0).__add__, wire_ids))
+        unknown = self._missing.intersection(ids)
+        if last < self._first_unknown or not unknown:
             self._useless += 1  # nothing to learn: no arithmetic at all
             return
-        if coefficients is None:
-            coefficients = generated_coefficients(self._field, wire_ids, coded_id)
-        low = self._low
-        w = self._max_window
-        row: dict[int, int] = {}
-        slots = bytearray()
-        known_coefs = bytearray()
-        for sid, coef in zip(ids, coefficients, strict=True):
-            if not coef:
-                continue
-            if sid in missing:
-                row[sid] = coef
-            elif sid < low:
-                self._unusable += 1  # holds a symbol we gave up on: cannot be used
-                return
+        if coefs is None:
+            if wraps:  # residues restart at the wrap
+                coefs = bytes(generated_coefficients(self._field, wire_ids, coded_id))
             else:
-                slots.append(sid % w)
-                known_coefs.append(coef)
+                run = generated_row(self._field, wire0, coded_id, span + 1)
+                contiguous = count == span + 1
+                coefs = (
+                    run
+                    if contiguous
+                    else bytes(map(run.__getitem__, map(_sub, ids, repeat(first))))
+                )
+        low = self._low
+        if first < low:
+            for sid, coef in zip(ids, coefs, strict=True):
+                if sid >= low:
+                    break
+                if coef:
+                    self._unusable += 1  # holds a symbol we gave up on: cannot be used
+                    return
+        known_coefs = bytearray(coefs)
+        row: dict[int, int] = {}
+        for sid in unknown:
+            k = ids.index(sid)
+            if coefs[k]:
+                row[sid] = coefs[k]
+                known_coefs[k] = 0
         if not row:
             self._useless += 1
             return
-        self._combine(row, bytes(slots), bytes(known_coefs), symbol)
+        # IDs below the window have coefficient 0 here, so their (reused) slots are skipped
+        slots = bytes(map(_mod, ids, repeat(self._max_window)))
+        self._combine(row, slots, bytes(known_coefs), symbol)
 
     def _combine(
         self,

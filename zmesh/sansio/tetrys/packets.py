@@ -52,6 +52,7 @@ __all__ = [
     "encode_packet",
     "choose_id_format",
     "id_format_fits",
+    "vector_source_ids",
 ]
 
 VERSION: Final = 1  # RFC 9407 §5.1.1: "V ... is 1 for this specification"
@@ -304,6 +305,60 @@ def _write_vector(w: Writer, ev: EncodingVector) -> None:
     w.bytes_(id_field).bytes_(coef_field)
 
 
+def vector_source_ids(
+    fmt: IdFormat, first: int, nb_ids: int, body: memoryview
+) -> tuple[list[int], int]:
+    """The source IDs an encoding vector's I field describes, and the bytes of ``body`` (the
+    vector after its fixed 8 bytes) that the ID field used.
+
+    Raises :class:`~zmesh.sansio.wire.RemoteProtocolError` subclasses exactly as
+    :func:`parse_packet` does; the decoder's fast path for C = 0 coded packets shares it.
+    """
+    ids: list[int]
+    pos = 0  # bytes of body used by the ID field
+    if fmt is IdFormat.CONTIGUOUS:
+        ids = [(first + k) & ID_MASK for k in range(nb_ids)]
+    elif fmt is IdFormat.EDGES:
+        if nb_ids % 2:
+            raise MalformedInput("edge blocks need an even number of edges")
+        pos = 4 * (nb_ids - 1)
+        if pos > len(body):
+            raise TruncatedInput("edge list longer than EV_LEN")
+        edges = [first] + [
+            int.from_bytes(body[4 * k : 4 * k + 4], "big") for k in range(nb_ids - 1)
+        ]
+        ids = _expand_edges(edges)
+    else:
+        # b_id (4 bits), then NB_IDS - 1 deltas of b_id + 1 bits, MSB first
+        total = 8 * len(body)
+        if total < 4:
+            raise TruncatedInput("encoding vector bit field shorter than announced")
+        acc = int.from_bytes(body, "big")
+        width = ((acc >> (total - 4)) & 0xF) + 1
+        bits = 4 + width * (nb_ids - 1)
+        if bits > total:
+            raise TruncatedInput("encoding vector bit field shorter than announced")
+        mask = (1 << width) - 1
+        deltas = [(acc >> (total - 4 - width * k)) & mask for k in range(1, nb_ids)]
+        pos = _words(bits) * 4
+        if fmt is IdFormat.LIST:
+            ids = [first]
+            for d in deltas:
+                ids.append((ids[-1] + d + 1) & ID_MASK)
+        else:
+            if nb_ids % 2:
+                raise MalformedInput("edge blocks need an even number of edges")
+            edges = [first]
+            for k, d in enumerate(deltas, start=1):
+                edges.append((edges[-1] + d + (0 if k % 2 else 2)) & ID_MASK)
+            ids = _expand_edges(edges)
+    if len(ids) > MAX_IDS:
+        raise OversizedInput(f"{len(ids)} source IDs in one combination (limit {MAX_IDS})")
+    if (ids[-1] - ids[0]) & ID_MASK >= 1 << 31:
+        raise MalformedInput("source IDs wrap more than half the ID space")
+    return ids, pos
+
+
 def _read_vector(r: Reader) -> EncodingVector:
     ev_len = r.u8()
     flags = r.u8()
@@ -321,40 +376,7 @@ def _read_vector(r: Reader) -> EncodingVector:
         raise MalformedInput(f"unsupported CCGI {ccgi}")
     if nb_ids == 0:
         raise MalformedInput("encoding vector with no source IDs")
-    ids: list[int]
-    pos = 0  # bytes of body used by the ID field
-    if fmt is IdFormat.CONTIGUOUS:
-        ids = [(first + k) & ID_MASK for k in range(nb_ids)]
-    elif fmt is IdFormat.EDGES:
-        if nb_ids % 2:
-            raise MalformedInput("edge blocks need an even number of edges")
-        pos = 4 * (nb_ids - 1)
-        if pos > len(body):
-            raise TruncatedInput("edge list longer than EV_LEN")
-        edges = [first] + [
-            int.from_bytes(body[4 * k : 4 * k + 4], "big") for k in range(nb_ids - 1)
-        ]
-        ids = _expand_edges(edges)
-    else:
-        br = _BitReader(body)
-        width = br.take(4) + 1
-        deltas = [br.take(width) for _ in range(nb_ids - 1)]
-        pos = _words(4 + width * (nb_ids - 1)) * 4
-        if fmt is IdFormat.LIST:
-            ids = [first]
-            for d in deltas:
-                ids.append((ids[-1] + d + 1) & ID_MASK)
-        else:
-            if nb_ids % 2:
-                raise MalformedInput("edge blocks need an even number of edges")
-            edges = [first]
-            for k, d in enumerate(deltas, start=1):
-                edges.append((edges[-1] + d + (0 if k % 2 else 2)) & ID_MASK)
-            ids = _expand_edges(edges)
-    if len(ids) > MAX_IDS:
-        raise OversizedInput(f"{len(ids)} source IDs in one combination (limit {MAX_IDS})")
-    if (ids[-1] - ids[0]) & ID_MASK >= 1 << 31:
-        raise MalformedInput("source IDs wrap more than half the ID space")
+    ids, pos = vector_source_ids(fmt, first, nb_ids, body)
     coefficients: tuple[int, ...] | None = None
     if explicit:
         if nb_coefs != len(ids):
@@ -380,7 +402,10 @@ def _expand_edges(edges: Sequence[int]) -> list[int]:
             raise MalformedInput("edge blocks overlap, touch or go backwards")
         if len(ids) + run + 1 > MAX_IDS:
             raise OversizedInput(f"edge blocks cover more than {MAX_IDS} source IDs")
-        ids.extend((start + i) & ID_MASK for i in range(run + 1))
+        if start + run <= ID_MASK:
+            ids.extend(range(start, start + run + 1))
+        else:
+            ids.extend((start + i) & ID_MASK for i in range(run + 1))
         prev_end = end
     return ids
 

@@ -99,16 +99,24 @@ class RecordIO:
         """Hand a received datagram to OpenSSL (a memory BIO: cannot block or fail short)."""
         _lib.BIO_write(self._into_ssl, datagram, len(datagram))
 
+    def decrypt_datagram(self, datagram: bytes, out: list[bytes]) -> bool:
+        """:meth:`feed` then :meth:`decrypt` in one call (the per-datagram receive path)."""
+        _lib.BIO_write(self._into_ssl, datagram, len(datagram))
+        return self.decrypt(out)
+
     def decrypt(self, out: list[bytes]) -> bool:
         """Read every whole application record OpenSSL can decrypt now into ``out``. False
         when something other than application data stopped it (an alert, close_notify, an
         error): the caller lets pyOpenSSL classify that."""
-        ssl, buffer = self._ssl, self._buffer
-        read, view = _lib.SSL_read, _ffi.buffer
+        ssl, buffer, into = self._ssl, self._buffer, self._into_ssl
+        read, view, pending = _lib.SSL_read, _ffi.buffer, _lib.BIO_get_mem_data
         while True:
             size = read(ssl, buffer, BUFFER_SIZE)
             if size > 0:
                 out.append(view(buffer, size)[:])
+                # Asking the BIO is cheaper than the SSL_read that would fail with WANT_READ.
+                if not pending(into, _ffi.NULL) and not _lib.SSL_pending(ssl):
+                    return True
                 continue
             return bool(_lib.SSL_get_error(ssl, size) == _SSL_ERROR_WANT_READ)
 

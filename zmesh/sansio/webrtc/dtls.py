@@ -402,14 +402,12 @@ class DtlsTransport:
         records = self._records
         if self.state is not DtlsState.CONNECTED or self._timer is not None or records is None:
             return None
-        records.feed(data)
         plaintexts: list[bytes] = []
-        if not records.decrypt(plaintexts):
+        if not records.decrypt_datagram(data, plaintexts):
             self._read_slow()
             self._flush()
             self._update_timer(now)
-        elif records.output_pending():
-            self._flush()  # OpenSSL answered something (a retransmitted flight)
+        # Anything OpenSSL wrote in answer stays in its BIO until has_output() finds it.
         return plaintexts
 
     def handle_timer(self, now: float) -> None:
@@ -538,7 +536,8 @@ class DtlsTransport:
             self.records_dropped += 1
 
     def has_output(self) -> bool:
-        return bool(self._out)
+        """Datagrams queued here or bytes OpenSSL wrote and nobody has read yet."""
+        return bool(self._out) or (self._records is not None and self._records.output_pending())
 
     def _output_pending(self) -> bool:
         return self._records is None or self._records.output_pending()

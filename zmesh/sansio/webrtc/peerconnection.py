@@ -272,7 +272,8 @@ class PeerConnection:
     def receive_datagram(self, data: bytes, source: Address, now: float) -> None:
         if self.state is ConnectionState.CLOSED or not data:
             return
-        if stun.looks_like_stun(data):
+        first = data[0]
+        if first < 4 and stun.looks_like_stun(data):
             if self.ice is None:
                 self._drop("stun-before-offer")
                 return
@@ -280,7 +281,7 @@ class PeerConnection:
                 self.ice.receive_stun(data, source, now)
             except ProtocolError:
                 self._drop("malformed-stun")
-        elif _dtls.looks_like_dtls(data):
+        elif 20 <= first <= 63:  # DTLS (RFC 7983 §7, as _dtls.looks_like_dtls)
             if self.dtls is None or self.ice is None:
                 self._drop("dtls-before-answer")
                 return
@@ -300,7 +301,7 @@ class PeerConnection:
                             sctp.receive_data(plaintext, now)
                         except ProtocolError:
                             self._drop("malformed-sctp")
-                    if self.dtls.has_events() or self.dtls.has_output():
+                    if self.dtls.has_events():  # output waits for datagrams_to_send
                         self._drain_dtls(now)
                     while (sctp_event := sctp.next_event()) is not None:
                         self._on_sctp_event(sctp_event)

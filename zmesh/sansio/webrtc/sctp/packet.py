@@ -142,7 +142,7 @@ class PacketBuilder:
     once on its way out (twice when it is a fragment cut out of a larger message).
     """
 
-    __slots__ = ("_header", "_parts", "_size", "max_size")
+    __slots__ = ("_header", "_header_crc", "_parts", "_size", "max_size")
 
     _DATA_HEADER: Final = struct.Struct("!BBHIHHI")
 
@@ -151,11 +151,15 @@ class PacketBuilder:
             raise LocalProtocolError(f"SCTP packet size {max_size} is too small")
         self.max_size = max_size
         self._header = b""
+        self._header_crc = 0  # CRC32c of header + zero checksum: the same for every packet
         self._parts: list[bytes] = []
         self._size = COMMON_HEADER_SIZE
 
     def start(self, source_port: int, destination_port: int, verification_tag: int) -> None:
-        self._header = _HEADER.pack(source_port, destination_port, verification_tag)
+        header = _HEADER.pack(source_port, destination_port, verification_tag)
+        if header != self._header:
+            self._header = header
+            self._header_crc = crc32c(header + _ZERO4)
         self._parts = []
         self._size = COMMON_HEADER_SIZE
 
@@ -200,7 +204,7 @@ class PacketBuilder:
 
     def finish(self) -> bytes:
         header = self._header
-        crc = crc32c(header + _ZERO4)
+        crc = self._header_crc
         parts = self._parts
         for part in parts:
             crc = crc32c_extend(crc, part)
