@@ -13,6 +13,10 @@ Keys:
   <backend>_1200B_GBps each backend at a 1200-byte symbol (per-call overhead dominates here)
   multi16_1200B_GBps   ``mul_add_multi`` of 16 sources of 1200 B on the default backend
                        (source bytes per second), the repair-symbol shape
+  window64_1024B_GBps  ``mul_add_window`` over 64 symbols of 1 KiB held in one 255-slot
+                       buffer (the Tetrys decoder's shape; source bytes per second)
+  multi64_1024B_GBps   the same combination through ``mul_add_multi`` (64 separate sources),
+                       the same-run baseline for the window entry point
   gf16_GBps            GF(16) ``mul_add`` (both nibbles) on the default backend, 1 MiB
   speedup_vs_numpy     gf256_GBps / numpy_GBps
 """
@@ -110,6 +114,27 @@ def measure(min_time: float = 0.05, repeats: int = 5) -> dict[str, float | str]:
         _best_rate(
             lambda: gf256.mul_add_multi(small_dst, sources, coefs),
             16 * SYMBOL,
+            min_time,
+            repeats,
+        )
+    )
+    window = bytearray(os.urandom(255 * 1024))
+    kib_dst = bytearray(1024)
+    slots = bytes(range(100, 164))
+    coefs64 = bytes(range(2, 66))
+    out["window64_1024B_GBps"] = _gbps(
+        _best_rate(
+            lambda: gf256.mul_add_window(kib_dst, window, 1024, slots, coefs64),
+            64 * 1024,
+            min_time,
+            repeats,
+        )
+    )
+    window_sources = [bytes(window[k * 1024 : (k + 1) * 1024]) for k in slots]
+    out["multi64_1024B_GBps"] = _gbps(
+        _best_rate(
+            lambda: gf256.mul_add_multi(kib_dst, window_sources, coefs64),
+            64 * 1024,
             min_time,
             repeats,
         )

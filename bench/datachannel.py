@@ -33,6 +33,11 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # ---------------------------------------------------------------------------------- zmesh side
 
+def _offload() -> bool:
+    """``--no-offload`` (inherited by the child through the environment) turns UDP GSO/GRO off."""
+    return os.environ.get("ZMESH_BENCH_NO_OFFLOAD") != "1"
+
+
 def _zmesh_child() -> None:
     import trio
 
@@ -46,6 +51,8 @@ def _zmesh_child() -> None:
             async for message in channel:
                 if message == "done":
                     await channel.send(str(received))
+                elif message == "cpu":
+                    await channel.send(repr(time.process_time()))
                 elif isinstance(message, bytes):
                     received += len(message)
                 else:
@@ -55,7 +62,8 @@ def _zmesh_child() -> None:
 
     async def main() -> None:
         offer = json.loads(sys.stdin.readline())["sdp"]
-        async with UdpEndpoint(("127.0.0.1", 0)) as endpoint, WebRtcPeer(endpoint) as peer:
+        async with UdpEndpoint(("127.0.0.1", 0), offload=_offload()) as endpoint, \
+                WebRtcPeer(endpoint) as peer:
             answer = await peer.create_answer(offer)
             print(json.dumps({"sdp": answer}), flush=True)
             async with trio.open_nursery() as nursery:
@@ -87,7 +95,8 @@ def _zmesh_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
                                  stdout=subprocess.PIPE, text=True)
         assert child.stdin is not None and child.stdout is not None
         try:
-            async with UdpEndpoint(("127.0.0.1", 0)) as endpoint, WebRtcPeer(endpoint) as peer:
+            async with UdpEndpoint(("127.0.0.1", 0), offload=_offload()) as endpoint, \
+                WebRtcPeer(endpoint) as peer:
                 offer = await peer.create_offer()
                 child.stdin.write(json.dumps({"sdp": offer}) + "\n")
                 child.stdin.flush()
@@ -96,6 +105,9 @@ def _zmesh_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
                 await peer.wait_connected()
                 bulk = await peer.create_channel("bulk")
                 payload = os.urandom(size)
+                await bulk.send("cpu")
+                child_cpu = float(await bulk.receive())
+                cpu = time.process_time()
                 start = time.perf_counter()
                 sent = 0
                 while time.perf_counter() - start < seconds:
@@ -104,8 +116,12 @@ def _zmesh_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
                 await bulk.send("done")
                 received = int(await bulk.receive())
                 elapsed = time.perf_counter() - start
+                cpu = time.process_time() - cpu
+                await bulk.send("cpu")
+                child_cpu = float(await bulk.receive()) - child_cpu
                 result["throughput_mbit_s"] = received * 8 / elapsed / 1e6
                 result["bytes_received"] = received
+                result.update(_cpu_figures(received, elapsed, cpu, child_cpu))
                 sctp_stats = getattr(getattr(peer.pc.sctp, "association", None), "stats", None)
                 if sctp_stats is not None:
                     for name in ("retransmissions", "fast_retransmissions", "t3_expirations",
@@ -148,6 +164,8 @@ def _aiortc_child() -> None:
                 nonlocal received
                 if message == "done":
                     channel.send(str(received))
+                elif message == "cpu":
+                    channel.send(repr(time.process_time()))
                 elif isinstance(message, bytes):
                     received += len(message)
                 else:
@@ -188,6 +206,9 @@ def _aiortc_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
             await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
             await asyncio.wait_for(opened.wait(), 20)
             payload = os.urandom(size)
+            bulk.send("cpu")
+            child_cpu = float(await asyncio.wait_for(replies.get(), 20))
+            cpu = time.process_time()
             low = asyncio.Event()
             bulk.bufferedAmountLowThreshold = 1 << 20
             bulk.on("bufferedamountlow", low.set)
@@ -201,8 +222,12 @@ def _aiortc_parent(seconds: float, size: int, pings: int) -> dict[str, float]:
             bulk.send("done")
             received = int(await asyncio.wait_for(replies.get(), 120))
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
+            bulk.send("cpu")
+            child_cpu = float(await asyncio.wait_for(replies.get(), 20)) - child_cpu
             result["throughput_mbit_s"] = received * 8 / elapsed / 1e6
             result["bytes_received"] = received
+            result.update(_cpu_figures(received, elapsed, cpu, child_cpu))
             ping = pc.createDataChannel("ping")
             ping_open = asyncio.Event()
             ping.on("open", ping_open.set)
@@ -277,6 +302,20 @@ def _inprocess(megabytes: int, size: int) -> dict[str, float]:
     return {"throughput_mbit_s": received * 8 / elapsed / 1e6, "bytes_received": received}
 
 
+def _cpu_figures(received: int, elapsed: float, sender_cpu: float,
+                 receiver_cpu: float) -> dict[str, float]:
+    """CPU seconds each end spent during the transfer, and throughput per CPU second of the
+    busier end: on a shared machine this moves far less than the wall-clock figure."""
+    busiest = max(sender_cpu, receiver_cpu, 1e-9)
+    return {
+        "sender_cpu_s": round(sender_cpu, 3),
+        "receiver_cpu_s": round(receiver_cpu, 3),
+        "sender_cpu_share": round(sender_cpu / elapsed, 2),
+        "receiver_cpu_share": round(receiver_cpu / elapsed, 2),
+        "mbit_per_cpu_s": round(received * 8 / busiest / 1e6, 1),
+    }
+
+
 def _median_fields(results: list[dict[str, Any]]) -> dict[str, Any]:
     """Per-field median over repeated runs (numeric fields; others from the first run)."""
     merged: dict[str, Any] = {}
@@ -301,6 +340,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=65536)
     parser.add_argument("--pings", type=int, default=200)
     parser.add_argument("--profile", default=None)
+    parser.add_argument("--no-offload", action="store_true",
+                        help="zmesh without UDP GSO/GRO (one system call per datagram)")
     parser.add_argument("--repeat", type=int, default=1, metavar="N",
                         help="alternate the two stacks N times and report the spread")
     parser.add_argument("--only", choices=["zmesh", "aiortc"], default=None)
@@ -308,6 +349,8 @@ def main() -> None:
     parser.add_argument("--inprocess", type=int, default=0, metavar="MB",
                         help="also move MB megabytes between two sans-IO peers in-process")
     args = parser.parse_args()
+    if args.no_offload:
+        os.environ["ZMESH_BENCH_NO_OFFLOAD"] = "1"
     if args.child == "zmesh":
         child_profile = os.environ.get("ZMESH_BENCH_CHILD_PROFILE")
         if child_profile:
@@ -322,7 +365,7 @@ def main() -> None:
         return
     report: dict[str, Any] = {"message_size": args.size, "seconds": args.seconds,
                               "pings": args.pings, "cpus": os.cpu_count(),
-                              "repeat": args.repeat}
+                              "repeat": args.repeat, "udp_offload": not args.no_offload}
     runs: list[dict[str, Any]] = []
     for _ in range(max(1, args.repeat)):
         run: dict[str, Any] = {}
@@ -348,6 +391,10 @@ def main() -> None:
         base = report["aiortc_baseline"]["throughput_mbit_s"]
         report["throughput_ratio_vs_aiortc"] = round(
             report["zmesh"]["throughput_mbit_s"] / base, 2) if base else None
+        cpu_base = report["aiortc_baseline"].get("mbit_per_cpu_s")
+        if cpu_base:
+            report["cpu_efficiency_ratio_vs_aiortc"] = round(
+                report["zmesh"]["mbit_per_cpu_s"] / cpu_base, 2)
     for key in ("zmesh", "aiortc_baseline", "zmesh_inprocess_one_core"):
         if key in report:
             report[key]["throughput_mbit_s"] = round(report[key]["throughput_mbit_s"], 1)

@@ -10,6 +10,7 @@ command -v chromium >/dev/null || need_apt+=(chromium)
 command -v tor >/dev/null || need_apt+=(tor)
 command -v curl >/dev/null || need_apt+=(curl)
 command -v ip >/dev/null || need_apt+=(iproute2)
+command -v nft >/dev/null || need_apt+=(nftables)
 command -v gcc >/dev/null || need_apt+=(gcc)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then

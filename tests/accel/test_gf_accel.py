@@ -120,6 +120,38 @@ def test_c_dispatch_degrades_unknown_backend_to_portable() -> None:
 
 
 @pytest.mark.skipif(accel._lib is None, reason="C module not built")
+def test_c_window_kernel_checks_every_slot_before_writing() -> None:
+    # The bounds check lives in C (one call per combination); a bad slot anywhere in the list
+    # must leave dst untouched, and slot * stride + n must not overflow size_t.
+    lib, ffi = accel._lib, accel._ffi
+    window = os.urandom(4 * 100)
+    dst0 = os.urandom(100)
+    for slots, stride, ok in (
+        (b"\x00\x03", 100, True),
+        (b"\x00\x04", 100, False),
+        (b"\x03\x00", 101, False),
+        (b"\x01", 2**63, False),
+        (b"\x00\x00", 0, True),
+    ):
+        for backend_id in (1, 2, 3):
+            dst = bytearray(dst0)
+            rc = lib.zm_gf256_mul_add_window(
+                backend_id,
+                ffi.from_buffer(dst),
+                window,
+                len(window),
+                stride,
+                slots,
+                b"\x07\x09",
+                len(slots),
+                len(dst),
+            )
+            assert (rc == 0) == ok
+            if not ok:
+                assert dst == dst0
+
+
+@pytest.mark.skipif(accel._lib is None, reason="C module not built")
 def test_builder_declares_every_kernel() -> None:
     ns = runpy.run_path(str(ACCEL_DIR / "build_gf.py"), run_name="__cffi__")
     cdef = ns["_cdef_from_header"]()
@@ -132,6 +164,8 @@ def test_builder_declares_every_kernel() -> None:
         "zm_gf16_mul_add",
         "zm_gf16_mul",
         "zm_gf16_mul_add_multi",
+        "zm_gf256_mul_add_window",
+        "zm_gf16_mul_add_window",
     ):
         assert f" {fn}(" in cdef
         assert hasattr(accel._lib, fn)

@@ -221,11 +221,10 @@ class WebRtcPeer:
         if self._backlog:
             self._backlog.extend(datagrams)
             return
-        send = self.endpoint.send_nowait
-        for index, (data, destination) in enumerate(datagrams):
-            if not send(data, destination, self):
-                self._backlog.extend(datagrams[index:])
-                return
+        if datagrams:
+            sent = self.endpoint.send_many(datagrams, self)
+            if sent < len(datagrams):
+                self._backlog.extend(datagrams[sent:])
 
     # -- lifecycle -----------------------------------------------------------------------------
 

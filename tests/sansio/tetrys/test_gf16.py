@@ -159,3 +159,21 @@ def test_misuse_raises_and_leaves_dst_intact(name: str) -> None:
             with pytest.raises(LocalProtocolError):
                 call()
             assert dst == b"\x5a" * 33
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_mul_add_window_matches_sequential(name: str) -> None:
+    n, stride = 77, 80
+    window = os.urandom(6 * stride)
+    dst0 = os.urandom(n)
+    slots, coefs = bytes([5, 0, 2, 5]), bytes([3, 15, 0, 1])
+    expected = dst0
+    for s, c in zip(slots, coefs, strict=True):
+        expected = ref_mul_add(expected, window[s * stride : s * stride + n], c)
+    dst = bytearray(dst0)
+    with using(name):
+        gf16.mul_add_window(dst, window, stride, slots, coefs)
+        assert dst == expected
+        with pytest.raises(LocalProtocolError):  # 16 is not a GF(16) coefficient
+            gf16.mul_add_window(dst, window, stride, b"\x00", b"\x10")
+    assert dst == expected

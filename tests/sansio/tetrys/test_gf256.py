@@ -338,8 +338,73 @@ def test_c_backends_agree_with_python_twin(field: str, data: bytes, coef: int, o
         kernels.mul_add(view, data, coef)
         kernels.mul(view, coef ^ 1)
         kernels.mul_add_multi(view, [data, seed, bytes(n)], [coef, 1, coef ^ 3])
+        window = bytes(5) + data + seed  # symbols at offsets 5 and 5 + n: stride n, unaligned
+        kernels.mul_add_window(view, memoryview(window)[5:], n, b"\x01\x00", bytes([1, coef]))
         return bytes(view)
 
     expected = run(twin)
     for name in C_BACKENDS:
         assert run(accel.region_kernels(field, tables, name)) == expected, name  # type: ignore[arg-type]
+
+
+# ---- mul_add_window: symbols in one buffer, picked by slot ---------------------------------
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+@given(
+    n=st.integers(0, 300),
+    pad=st.integers(0, 40),
+    picks=st.lists(st.tuples(st.integers(0, 9), elements), max_size=12),
+    seed=st.integers(0, 2**32),
+)
+@settings(max_examples=40, deadline=None)
+def test_mul_add_window_matches_sequential(
+    name: str, n: int, pad: int, picks: list[tuple[int, int]], seed: int
+) -> None:
+    rng = __import__("random").Random(seed)
+    stride = n + pad  # slots may carry unused bytes between symbols
+    window = rng.randbytes(10 * stride + n)
+    dst0 = rng.randbytes(n)
+    expected = dst0
+    for slot, coef in picks:  # a slot may repeat: each pick adds its term
+        expected = fast_ref_mul_add(expected, window[slot * stride : slot * stride + n], coef)
+    slots = bytes(s for s, _ in picks)
+    coefs = bytes(c for _, c in picks)
+    dst = bytearray(dst0)
+    with using(name):
+        gf256.mul_add_window(dst, bytearray(window), stride, slots, coefs)
+    assert dst == expected
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_mul_add_window_large_symbols(name: str) -> None:
+    n = 2 * 4096 + 333  # crosses the C block size
+    window = os.urandom(4 * n)
+    dst0 = os.urandom(n)
+    dst = bytearray(dst0)
+    with using(name):
+        gf256.mul_add_window(dst, window, n, bytes([3, 0, 2]), bytes([0x8E, 1, 0]))
+    expected = fast_ref_mul_add(fast_ref_mul_add(dst0, window[3 * n :], 0x8E), window[:n], 1)
+    assert dst == expected
+
+
+@pytest.mark.parametrize("name", BACKENDS)
+def test_mul_add_window_misuse_leaves_dst_intact(name: str) -> None:
+    dst = bytearray(b"\x11" * 16)
+    window = bytearray(64)
+    bad_calls = [
+        lambda: gf256.mul_add_window(dst, window, 16, bytes([0, 4]), bytes([1, 2])),  # slot 4
+        lambda: gf256.mul_add_window(dst, window, 16, bytes([0, 1]), bytes([1])),
+        lambda: gf256.mul_add_window(dst, window, -16, b"\x00", b"\x01"),
+        lambda: gf256.mul_add_window(dst, window, 16, [0, 999], [1, 1]),  # type: ignore[arg-type]
+        lambda: gf256.mul_add_window(bytes(16), window, 16, b"\x00", b"\x01"),  # type: ignore[arg-type]
+        lambda: gf256.mul_add_window(bytearray(65), window, 16, b"\x00", b"\x01"),  # dst > window
+    ]
+    with using(name):
+        for call in bad_calls:
+            with pytest.raises(LocalProtocolError):
+                call()
+            assert dst == b"\x11" * 16
+        # lists of ints are accepted where bytes are expected
+        gf256.mul_add_window(dst, window, 16, [1], [7])  # type: ignore[arg-type]
+        assert dst == b"\x11" * 16  # window is all zero

@@ -19,10 +19,18 @@ oldest symbol is evicted unacknowledged and counted. Its receiver gives up on it
 from __future__ import annotations
 
 import collections
+import operator
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
-from zmesh.sansio.tetrys.coefficients import field_for_ccgi, generated_coefficients, generator_ok
+from zmesh.sansio.tetrys.coefficients import (
+    field_for_ccgi,
+    generated_coefficients,
+    generated_row,
+    generator_ok,
+)
 from zmesh.sansio.tetrys.config import LENGTH_PREFIX, TetrysConfig
 from zmesh.sansio.tetrys.packets import (
     ID_MASK,
@@ -52,6 +60,7 @@ MAX_TAIL_BACKOFF = 7
 #: RTT smoothing of RFC 6298 §2.
 RTT_GAIN = 0.125
 _U32 = struct.Struct("!I")
+_LENGTH = struct.Struct("!H")
 #: Coded Symbol ID, EV_LEN, CCGI|I|C|V, NB_IDS, NB_COEFS, FIRST_SOURCE_ID.
 _CODED_FIXED = struct.Struct("!IBBBBI")
 
@@ -72,14 +81,6 @@ class EncoderStats:
     updates_received: int
 
 
-class _Entry:
-    __slots__ = ("sent_at", "symbol")
-
-    def __init__(self, symbol: bytes, sent_at: float) -> None:
-        self.symbol = symbol
-        self.sent_at = sent_at
-
-
 class TetrysEncoder:
     """Sender half of a Tetrys session. See the module docstring."""
 
@@ -90,7 +91,18 @@ class TetrysEncoder:
         self._field = field_for_ccgi(self.config.ccgi)
         self._random = random
         self._rate = RateController(self.config.rate)
-        self._window: dict[int, _Entry] = {}  # internal (unwrapped) source ID -> entry
+        #: internal (unwrapped) source ID -> (when it was sent, its data). For coding, the
+        #: symbols are copied into one preallocated buffer, ID s in slot s mod max_window (the
+        #: window never spans more IDs than that), so a coded symbol is one GF kernel call over
+        #: the buffer. The copy is made when a coded packet first needs the symbol (every ID
+        #: up to _stored_upto that is in the window is in its slot): an idle link copies nothing.
+        self._window: dict[int, tuple[float, bytes]] = {}
+        self._stored_upto = self.config.first_source_id - 1
+        self._size = self.config.coded_symbol_size
+        self._max_window = self.config.max_window
+        self._buffer = bytearray(self._max_window * self._size)
+        self._buffer_view = memoryview(self._buffer)
+        self._slot_runs = bytes(range(self._max_window)) * 2
         self._next_id = self.config.first_source_id
         self._next_coded_id = 0
         self._out: collections.deque[bytes] = collections.deque()
@@ -139,11 +151,7 @@ class TetrysEncoder:
                 break
             del self._window[oldest]
             self._evicted += 1
-        if c.variable_length:
-            padded = n.to_bytes(LENGTH_PREFIX, "big") + data + bytes(c.symbol_size - n)
-        else:
-            padded = data
-        self._window[internal] = _Entry(padded, now)
+        self._window[internal] = (now, data)
         wire = internal & ID_MASK
         if self._source_prefix is not None:
             # the common case (no CCI, TSI or extensions): the header is a constant
@@ -186,11 +194,11 @@ class TetrysEncoder:
         self._updates += 1
         sample_from: float | None = None
         for sid in [s for s in self._window if s < first]:
-            sample_from = self._window.pop(sid).sent_at
+            sample_from = self._window.pop(sid)[0]
         for sid in acked:
             entry = self._window.pop(sid, None)
             if entry is not None:
-                sample_from = entry.sent_at
+                sample_from = entry[0]
         if sample_from is not None:
             # the newest symbol this update newly acknowledges: its age is one feedback RTT
             self._srtt += RTT_GAIN * ((now - sample_from) - self._srtt)
@@ -293,6 +301,29 @@ class TetrysEncoder:
                         break
         return out
 
+    def _store_window(self) -> None:
+        """Copy the window's symbols not yet in the buffer into their slots (padded)."""
+        window = self._window
+        view = self._buffer_view
+        size = self._size
+        w = self._max_window
+        variable = self.config.variable_length
+        newest = self._next_id - 1
+        for sid in range(max(self._stored_upto + 1, newest - w + 1), newest + 1):
+            entry = window.get(sid)
+            if entry is None:
+                continue
+            data = entry[1]
+            off = (sid % w) * size
+            n = len(data)
+            if variable:
+                _LENGTH.pack_into(view, off, n)
+                view[off + LENGTH_PREFIX : off + LENGTH_PREFIX + n] = data
+                view[off + LENGTH_PREFIX + n : off + size] = bytes(size - LENGTH_PREFIX - n)
+            else:
+                view[off : off + n] = data
+        self._stored_upto = newest
+
     def _queue_coded(self, now: float, internal_ids: list[int]) -> bool:
         """Queue one coded packet combining ``internal_ids`` (window IDs, oldest first)."""
         if not internal_ids:
@@ -310,15 +341,24 @@ class TetrysEncoder:
             else:
                 explicit = not generator_ok(self._field, wire_ids)
         self._next_coded_id = (coded_id + 1) & ID_MASK
-        coefs = (
-            self._explicit_coefficients(len(wire_ids))
-            if explicit
-            else generated_coefficients(self._field, wire_ids, coded_id)
-        )
-        acc = bytearray(c.coded_symbol_size)
-        self._field.mul_add_multi(acc, [self._window[i].symbol for i in internal_ids], coefs)
-        fmt = c.id_format
         contiguous = internal_ids[-1] - internal_ids[0] + 1 == len(internal_ids)
+        coefs: Sequence[int]
+        if explicit:
+            coefs = self._explicit_coefficients(len(wire_ids))
+        elif contiguous and wire_ids[0] + len(wire_ids) - 1 <= ID_MASK:
+            coefs = generated_row(self._field, wire_ids[0], coded_id, len(wire_ids))
+        else:
+            coefs = generated_coefficients(self._field, wire_ids, coded_id)
+        if contiguous:
+            start = internal_ids[0] % self._max_window
+            slots = self._slot_runs[start : start + len(internal_ids)]
+        else:
+            slots = bytes(map(operator.mod, internal_ids, repeat(self._max_window)))
+        if self._stored_upto < internal_ids[-1]:
+            self._store_window()
+        acc = bytearray(self._size)
+        self._field.mul_add_window(acc, self._buffer, self._size, slots, bytes(coefs))
+        fmt = c.id_format
         if fmt is None and contiguous:
             fmt = IdFormat.CONTIGUOUS
         elif fmt is None or not id_format_fits(fmt, wire_ids):
