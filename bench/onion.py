@@ -9,6 +9,8 @@ Keys:
   cell_relay_us           a middle hop's whole handling of one forward data cell:
                           OnionNode.receive_cell (framing checks, circuit lookup, AEAD open,
                           pad, queue) plus its share of cells_to_send()
+                          (receive_cells on 50-cell batches, as the runtime hands them over)
+  cell_relay_single_us    the same through receive_cell, one call per cell
   cell_relay_backward_us  the same for a backward cell (AEAD seal instead of open)
   cell_layer_us           RelayLayers.forward alone (the crypto core of cell_relay_us, through
                           the convenience method, so slightly slower than the node's pipe)
@@ -20,6 +22,13 @@ Keys:
   baseline_aead_hot_us    the same call on one buffer over and over (always in cache)
   relay_over_baseline     cell_relay_us / baseline_aead_us (goal: <= 2)
   relay_over_hot_baseline cell_relay_us / baseline_aead_hot_us (the stricter reading)
+
+  client_stream_cell_us   the client's whole sans-IO receive path per DATA cell of a 2-hop
+                          circuit: OnionNode.receive_cells on 64-cell batches (as a WebSocket
+                          message delivers them), draining its events, StreamMux.receive_message
+                          per STREAM message, then next_event() and consumed() per batch
+  exit_stream_cell_us     the exit's sans-IO send path per DATA cell: StreamMux.send of 64 KiB,
+                          messages_to_send, OnionNode.send_relay_messages, cells_to_send
 
 Relay and baseline batches alternate so that both see the same load on a shared machine.
   cell_size               bytes per cell on every link
@@ -116,13 +125,35 @@ def measure_cells() -> dict[str, float]:
         return out
 
     forward_batches = [cells_from(client, handle, SHORT_BATCH) for _ in range(SHORT_REPEATS + 1)]
-    exit_handle = exit_.circuits()[0]
+    # A second circuit for the cell-by-cell figure: each circuit's cells must arrive in order.
+    handle2 = client.build_circuit(path, 0.0)
+    _pump(nodes)
+    while exit_.next_event() is not None:
+        pass
+    single_forward = [cells_from(client, handle2, SHORT_BATCH) for _ in range(SHORT_REPEATS + 1)]
+    exit_handle = exit_.circuits()[0]  # the first circuit (ends are in build order)
     backward_batches = [
         cells_from(exit_, exit_handle, SHORT_BATCH) for _ in range(SHORT_REPEATS + 1)
     ]
 
     def relay_batches(batches: list[list[bytes]], link: str) -> Iterator[None]:
-        # A driver drains the node after a burst of input; 50 cells per drain here.
+        # A driver drains the node after a burst of input; 50 cells per drain here, handed
+        # over with receive_cells as the runtime does (or cell by cell on older code).
+        receive = relay.receive_cell
+        receive_batch = getattr(relay, "receive_cells", None)
+        drain = relay.cells_to_send
+        for batch in batches:
+            for start in range(0, len(batch), 50):
+                if receive_batch is not None:
+                    if receive_batch(link, batch[start : start + 50], 0.0):
+                        raise RuntimeError("the relay refused a benchmark cell")
+                else:
+                    for cell in batch[start : start + 50]:
+                        receive(link, cell, 0.0)
+                drain()
+            yield None
+
+    def single_batches(batches: list[list[bytes]], link: str) -> Iterator[None]:
         receive = relay.receive_cell
         drain = relay.cells_to_send
         for batch in batches:
@@ -151,12 +182,18 @@ def measure_cells() -> dict[str, float]:
             decrypt(nonce, sealed_one, ad)
 
     fwd = relay_batches(forward_batches, "r-c")
+    single = single_batches(single_forward, "r-c")
+    next(single)
     bwd = relay_batches(backward_batches, "r-x")
     next(fwd)  # warm-up batches
     next(bwd)
     cell_relay = cell_relay_backward = baseline = baseline_hot = float("inf")
+    cell_relay_single = float("inf")
     for _ in range(SHORT_REPEATS):
         cell_relay = min(cell_relay, _best_per_call(lambda: next(fwd), SHORT_BATCH, 1))
+        cell_relay_single = min(
+            cell_relay_single, _best_per_call(lambda: next(single), SHORT_BATCH, 1)
+        )
         baseline = min(baseline, _best_per_call(aead_batch_cold, SHORT_BATCH, 1))
         cell_relay_backward = min(
             cell_relay_backward, _best_per_call(lambda: next(bwd), SHORT_BATCH, 1)
@@ -212,6 +249,7 @@ def measure_cells() -> dict[str, float]:
 
     return {
         "cell_relay_us": round(cell_relay, 3),
+        "cell_relay_single_us": round(cell_relay_single, 3),
         "cell_relay_backward_us": round(cell_relay_backward, 3),
         "cell_layer_us": round(cell_layer, 3),
         "client_seal_2hop_us": round(client_seal, 3),
@@ -221,6 +259,105 @@ def measure_cells() -> dict[str, float]:
         "relay_over_baseline": round(cell_relay / baseline, 3),
         "relay_over_hot_baseline": round(cell_relay / baseline_hot, 3),
         "cell_size": CELL_SIZE,
+    }
+
+
+def measure_stream_path() -> dict[str, float]:
+    """Per-cell cost of the ends' sans-IO data path, onion and stream layers together (the
+    runtime's glue around them is not included). Works on code without the batch API too,
+    so the same script measures a before/after pair."""
+    from zmesh.sansio.onion import MAX_RELAY_PAYLOAD, RelayMessageReceived
+    from zmesh.sansio.streams import DataReceived, Role, StreamMux
+
+    client, relay, exit_ = _three_nodes()
+    nodes = {"c": client, "r": relay, "x": exit_}
+    for a, b in (("c", "r"), ("r", "x")):
+        nodes[a].link_up(f"{a}-{b}", nodes[b].node_id, 0.0)
+        nodes[b].link_up(f"{b}-{a}", nodes[a].node_id, 0.0)
+    path = []
+    for node in (relay, exit_):
+        epoch = node.keyring.epoch_at(0.0)
+        path.append(RouteHop(node.node_id, node.keyring.public_keys(0.0)[epoch], epoch))
+    handle = client.build_circuit(path, 0.0)
+    _pump(nodes)
+    exit_handle = exit_.circuits()[0]
+    # Windows large enough that no SENDME is due within the benchmark (they are rare anyway:
+    # one per 128 KiB), so cells can be generated up front.
+    window = 0x7FFF_0000
+    cmux = StreamMux(Role.CLIENT, max_message_size=MAX_RELAY_PAYLOAD,
+                     stream_window=window, circuit_window=window)
+    xmux = StreamMux(Role.EXIT, max_message_size=MAX_RELAY_PAYLOAD,
+                     stream_window=window, circuit_window=window)
+    sid = cmux.open_stream("example.org", 80)
+    for m in cmux.messages_to_send():
+        xmux.receive_message(m)
+    xmux.next_event()
+    xmux.accept(sid)
+    for m in xmux.messages_to_send():
+        cmux.receive_message(m)
+    cmux.next_event()
+    chunk = bytes(range(256)) * 256  # 64 KiB per send(), as the exit's TCP reads deliver
+    batch_send = getattr(exit_, "send_relay_messages", None)
+
+    sizes: list[int] = []
+
+    def exit_send(count: int) -> list[bytes]:
+        cells: list[bytes] = []
+        while len(cells) < count:
+            xmux.send(sid, chunk)
+            payloads = xmux.messages_to_send()
+            sizes.extend(len(p) - 3 for p in payloads)  # 3: DATA header
+            if batch_send is not None:
+                batch_send(exit_handle, RelayKind.STREAM, payloads, 0.0)
+            else:
+                for p in payloads:
+                    exit_.send_relay_message(exit_handle, RelayKind.STREAM, p, 0.0)
+            cells.extend(cell for _, cell in exit_.cells_to_send())
+        return cells
+
+    # The relay's backward layer on the exit's cells, so the client gets what a link delivers.
+    relayed: list[bytes] = []
+    for i, cell in enumerate(exit_send(REPEATS * BATCH)):
+        relay.receive_cell("r-x", cell, 0.0)
+        if i % 1000 == 999:  # drain within the relay's queue bound
+            relayed.extend(cell for _, cell in relay.cells_to_send())
+    relayed.extend(cell for _, cell in relay.cells_to_send())
+    # Consecutive slices: the client must see every cell in order (the tail is never used).
+    batches = [relayed[i * BATCH : (i + 1) * BATCH] for i in range(REPEATS)]
+    batch_receive = getattr(client, "receive_cells", None)
+    receive = client.receive_cell
+    next_onion_event = client.next_event
+    stream_kind = RelayKind.STREAM
+    feed = cmux.receive_message
+    it = iter(batches)
+    delivered = [0]
+
+    def client_batch() -> None:
+        cells = next(it)
+        for start in range(0, len(cells), 64):
+            group = cells[start : start + 64]
+            if batch_receive is not None:
+                batch_receive("c-r", group, 0.0)
+            else:
+                for cell in group:
+                    receive("c-r", cell, 0.0)
+            while (event := next_onion_event()) is not None:
+                if isinstance(event, RelayMessageReceived) and event.kind == stream_kind:
+                    feed(event.payload)
+            while (sevent := cmux.next_event()) is not None:
+                if isinstance(sevent, DataReceived):
+                    cmux.consumed(sevent.stream_id, len(sevent.data))
+                    delivered[0] += len(sevent.data)
+
+    client_us = _best_per_call(client_batch, BATCH)
+    if delivered[0] != sum(sizes[: REPEATS * BATCH]):
+        raise RuntimeError(f"client path delivered {delivered[0]} bytes, not all it was given")
+    # Timed after the client's batches were generated: these cells go nowhere.
+    exit_us = _best_per_call(lambda: exit_send(BATCH), BATCH + 67)  # ~68 cells per send()
+    del handle
+    return {
+        "client_stream_cell_us": round(client_us, 3),
+        "exit_stream_cell_us": round(exit_us, 3),
     }
 
 
@@ -235,6 +372,7 @@ def main() -> None:
     except ImportError as exc:  # the Sphinx bench helper is another engineer's file
         figures["sphinx_timing_error"] = str(exc)  # type: ignore[assignment]
     figures.update(measure_cells())
+    figures.update(measure_stream_path())
     print(json.dumps(figures))
 
 

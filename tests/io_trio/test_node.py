@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import AsyncIterator
 
@@ -12,12 +13,13 @@ import trio
 from zmesh.api import ExitUnavailable, MeshVPN, NotConnected
 from zmesh.io_trio.circuit_streams import StreamClosedError
 from zmesh.io_trio.demo import Demo
-from zmesh.io_trio.node import Node, NodeConfig
+from zmesh.io_trio.node import Node, NodeConfig, NoPath
 from zmesh.io_trio.rendezvous import PATH, RendezvousService
 from zmesh.io_trio.state import NodeIdentity
 from zmesh.io_trio.testsite import pattern_sha256, serve_test_site
 from zmesh.io_trio.websocket_link import LinkSettings
 from zmesh.sansio.exit.policy import ExitPolicy
+from zmesh.sansio.onion import DestroyReason
 from zmesh.sansio.streams import ResetReason, StreamOpenFailed
 
 pytestmark = pytest.mark.trio
@@ -205,3 +207,24 @@ async def test_peer_table_is_bounded() -> None:
         node.add_peer(record)
     assert len(node.peers) == 3
     assert min(r.expires for r in node.peers.values()) == int(now + 102)
+
+
+async def test_unreachable_next_hop_fails_the_build_at_once() -> None:
+    async with small_mesh(3) as mesh, Node(client_config(mesh)) as client:
+        first, second = mesh.relays[0], mesh.relays[1]
+        assert second.node_id not in first.links
+        await first.refresh_peers()
+        await client.refresh_peers()
+        # The first hop's copy of the second hop's record points at a port nobody listens on.
+        record = first.peers[second.node_id]
+        first.peers[second.node_id] = dataclasses.replace(
+            record, addresses=("wss://127.0.0.1:9/zmesh",)
+        )
+        path = [client.peers[first.node_id], client.peers[second.node_id]]
+        started = trio.current_time()
+        with trio.fail_after(8), pytest.raises(NoPath) as failed:
+            await client.build_circuit(path=path)
+        # The relay's link_failed sent DESTROY(NO_ROUTE) back instead of waiting 10 s.
+        assert f"destroyed ({int(DestroyReason.NO_ROUTE)})" in str(failed.value)
+        assert trio.current_time() - started < 5
+        assert first.onion.relayed_circuit_count == 0

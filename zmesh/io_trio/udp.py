@@ -278,11 +278,21 @@ class UdpEndpoint:
                         if level == _SOL_UDP and kind == _UDP_GRO and len(value) >= 4:
                             segment = _INT.unpack_from(value)[0]
                 if 0 < segment < len(data):
-                    # Several datagrams of one flow, coalesced by the kernel (UDP_GRO).
+                    # Several datagrams of one flow, coalesced by the kernel (UDP_GRO): one
+                    # route lookup for all of them; STUN-looking datagrams (first byte < 4),
+                    # unknown sources and a set tap take the full path.
+                    address = source if len(source) == 2 else (str(source[0]), int(source[1]))
+                    sink = self._routes.get(address)
                     for start in range(0, len(data), segment):
-                        sink = self._dispatch(data[start:start + segment], source)
-                        if sink is not None and sink not in touched:
-                            touched.append(sink)
+                        datagram = data[start:start + segment]
+                        if sink is None or self.tap is not None or datagram[0] < 4:
+                            target = self._dispatch(datagram, source)
+                        else:
+                            self.stats.received += 1
+                            sink.deliver(datagram, address)
+                            target = sink
+                        if target is not None and target not in touched:
+                            touched.append(target)
                         taken += 1
                 else:
                     sink = self._dispatch(data, source)

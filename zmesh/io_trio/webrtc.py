@@ -94,8 +94,8 @@ class WebRtcChannel:
                     return
                 except SendBufferFull:
                     pass
+            # No kick: _command already sent what could go; SACKs (the reader) free the room.
             self._writable = trio.Event()
-            self._peer._kick()
             await self._writable.wait()
 
     async def receive(self) -> bytes | str:

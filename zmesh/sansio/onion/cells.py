@@ -44,6 +44,7 @@ __all__ = [
     "CIRCUIT_ID_HIGH_BIT",
     "CellCommand",
     "RelayKind",
+    "RELAY_KINDS",
     "DestroyReason",
     "UnknownCircuit",
     "ParsedCell",
@@ -73,6 +74,7 @@ DATA_SIZE: Final = BODY_SIZE - LAYER_OVERHEAD  # 971: the relay message
 
 _RELAY_MESSAGE_HEADER: Final = struct.Struct("!BH")
 RELAY_MESSAGE_HEADER_SIZE: Final = _RELAY_MESSAGE_HEADER.size  # 3
+_RELAY_MESSAGE_UNPACK: Final = _RELAY_MESSAGE_HEADER.unpack_from
 #: Largest payload one relay message (one data cell) carries; streams size their frames to it.
 MAX_RELAY_PAYLOAD: Final = DATA_SIZE - RELAY_MESSAGE_HEADER_SIZE  # 968
 
@@ -118,6 +120,14 @@ class DestroyReason(enum.IntEnum):
     REPLAYED = 6  # the CREATE's Sphinx header was a replay
 
 
+# Byte -> member tables: indexing a tuple is several times cheaper than calling the enum, and
+# these run once per cell (the values of both enums are contiguous from 0).
+_COMMANDS: Final[tuple[CellCommand, ...]] = tuple(CellCommand)
+RELAY_KINDS: Final[tuple[RelayKind, ...]] = tuple(RelayKind)
+assert all(c == i for i, c in enumerate(_COMMANDS))
+assert all(k == i for i, k in enumerate(RELAY_KINDS))
+
+
 class UnknownCircuit(RemoteProtocolError):
     """A cell named a circuit id that does not exist on its link."""
 
@@ -146,10 +156,9 @@ def parse_cell(cell: bytes | bytearray | memoryview) -> ParsedCell:
             raise TruncatedInput(f"cell of {len(view)} bytes, expected {CELL_SIZE}")
         raise OversizedInput(f"cell of {len(view)} bytes, expected {CELL_SIZE}")
     circuit_id, command_byte = CELL_HEADER.unpack_from(view)
-    try:
-        command = CellCommand(command_byte)
-    except ValueError:
-        raise MalformedInput(f"unknown cell command {command_byte}") from None
+    if command_byte >= len(_COMMANDS):
+        raise MalformedInput(f"unknown cell command {command_byte}")
+    command = _COMMANDS[command_byte]
     if (circuit_id == 0) != (command is CellCommand.PADDING):
         raise MalformedInput(f"circuit id {circuit_id} not allowed with {command.name}")
     return ParsedCell(circuit_id, command, view[CELL_HEADER_SIZE:])
@@ -204,14 +213,12 @@ def parse_relay_message(plaintext: bytes | memoryview) -> tuple[RelayKind, bytes
     """Inverse of :func:`encode_relay_message`; the zero fill must be zero (parse fully)."""
     if len(plaintext) != DATA_SIZE:
         raise MalformedInput(f"relay message of {len(plaintext)} bytes, expected {DATA_SIZE}")
-    kind_byte, n = _RELAY_MESSAGE_HEADER.unpack_from(plaintext)
-    try:
-        kind = RelayKind(kind_byte)
-    except ValueError:
-        raise MalformedInput(f"unknown relay message kind {kind_byte}") from None
+    kind_byte, n = _RELAY_MESSAGE_UNPACK(plaintext)
+    if kind_byte >= len(RELAY_KINDS):
+        raise MalformedInput(f"unknown relay message kind {kind_byte}")
     if n > MAX_RELAY_PAYLOAD:
         raise MalformedInput(f"relay message length {n} exceeds {MAX_RELAY_PAYLOAD}")
     end = RELAY_MESSAGE_HEADER_SIZE + n
-    if plaintext[end:] != _ZERO_BODY[: DATA_SIZE - end]:
+    if end < DATA_SIZE and plaintext[end:] != _ZERO_BODY[: DATA_SIZE - end]:
         raise MalformedInput("non-zero fill after the relay message")
-    return kind, bytes(plaintext[RELAY_MESSAGE_HEADER_SIZE:end])
+    return RELAY_KINDS[kind_byte], bytes(plaintext[RELAY_MESSAGE_HEADER_SIZE:end])

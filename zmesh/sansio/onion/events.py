@@ -54,6 +54,11 @@ class CircuitHandle:
     number: int
     role: CircuitRole
 
+    def __hash__(self) -> int:
+        # Numbers are unique per node whatever the role; the generated hash would hash the
+        # role enum too (two Python-level calls), and the runtime looks a handle up per cell.
+        return self.number
+
 
 class DestroyOrigin(enum.Enum):
     LOCAL = "local"  # this node decided (destroy_circuit, a timeout, a failed tag)

@@ -239,6 +239,11 @@ class ExitLayers:
 
     def open_forward(self, cell: bytes) -> bytes:
         """Return the relay message (:data:`DATA_SIZE` bytes); state unchanged on error."""
+        return self.open_forward_plain(cell)[MESSAGE_OFFSET:]
+
+    def open_forward_plain(self, cell: bytes) -> bytes:
+        """:meth:`open_forward`, returning the whole plaintext (the message at
+        :data:`MESSAGE_OFFSET`): one copy less on the exit's per-cell path."""
         count = self.forward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its forward nonces")
@@ -247,7 +252,7 @@ class ExitLayers:
         except InvalidTag:
             raise AuthenticationFailed("forward cell tag does not verify at the exit") from None
         self.forward_count = count + 1
-        return plain[MESSAGE_OFFSET:]
+        return plain
 
     def seal_backward(self, plaintext: bytes, out_header: bytes) -> bytes:
         if len(plaintext) != DATA_SIZE:
@@ -323,6 +328,11 @@ class ClientLayers:
         Raises :class:`AuthenticationFailed` when any layer fails; the counter then stays,
         but the circuit must be torn down anyway (a failed tag is treated as tagging).
         """
+        return self.open_backward_plain(cell)[MESSAGE_OFFSET:]
+
+    def open_backward_plain(self, cell: bytes) -> bytes:
+        """:meth:`open_backward`, returning the last hop's whole plaintext (the message at
+        :data:`MESSAGE_OFFSET`): one copy less on the client's per-cell path."""
         count = self.backward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its backward nonces")
@@ -331,19 +341,22 @@ class ClientLayers:
         nonce = _NONCE_PACK(count)
         # dropped[i]: the first 16 bytes of hop i's output, which hop i-1 dropped. Hop n-1
         # (the last) encrypted 32 zero bytes first; each earlier hop re-encrypted what was
-        # left of them after dropping 16.
-        dropped: list[bytes] = [b""] * n
-        known = _ZERO_PREFIX
-        for i in range(n - 1, 0, -1):
-            known = _xor(known, _keystream_prefix(hops[i].bwd, nonce, len(known)))
-            dropped[i] = known[:TAG_SIZE]
-            known = known[TAG_SIZE:]
+        # left of them after dropping 16. XOR with zeros is the identity, so the last hop's
+        # share is its keystream itself, and only as many bytes as are used are generated.
+        dropped: tuple[bytes, ...]
+        if n == 2:
+            dropped = (b"", _keystream_prefix(hops[1].bwd, nonce, TAG_SIZE))
+        elif n == 3:
+            last = _keystream_prefix(hops[2].bwd, nonce, MESSAGE_OFFSET)
+            middle = _xor(last[TAG_SIZE:], _keystream_prefix(hops[1].bwd, nonce, TAG_SIZE))
+            dropped = (b"", middle, last[:TAG_SIZE])
+        else:
+            dropped = (b"",)
         body = cell[CELL_HEADER_SIZE:]
         for i, hop in enumerate(hops):
             try:
-                plain = hop.bwd.decrypt(nonce, dropped[i] + body if i else body, None)
+                body = hop.bwd.decrypt(nonce, dropped[i] + body if i else body, None)
             except InvalidTag:
                 raise AuthenticationFailed(f"backward cell fails at hop {i + 1}") from None
-            body = plain
         self.backward_count = count + 1
-        return body[MESSAGE_OFFSET:]
+        return body

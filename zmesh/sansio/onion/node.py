@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import enum
 import logging
+import struct
 from collections import OrderedDict, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
@@ -40,7 +41,10 @@ from zmesh.sansio.onion.cells import (
     CELL_HEADER,
     CELL_SIZE,
     CIRCUIT_ID_HIGH_BIT,
+    DATA_SIZE,
     MAX_HOPS,
+    MAX_RELAY_PAYLOAD,
+    RELAY_KINDS,
     CellCommand,
     DestroyReason,
     RelayKind,
@@ -70,7 +74,13 @@ from zmesh.sansio.onion.events import (
     RouteHop,
 )
 from zmesh.sansio.onion.keyring import SphinxKeyRing
-from zmesh.sansio.onion.layers import ClientLayers, ExitLayers, RelayLayers
+from zmesh.sansio.onion.layers import (
+    LAYER_PLAIN_SIZE,
+    MESSAGE_OFFSET,
+    ClientLayers,
+    ExitLayers,
+    RelayLayers,
+)
 from zmesh.sansio.onion.session import (
     ClientHopHandshake,
     HopResponse,
@@ -110,6 +120,12 @@ AEAD_NAMES: Final[dict[str, CellAead]] = {
 
 _RELAY: Final = int(CellCommand.RELAY)
 _HEADER_PACK: Final = CELL_HEADER.pack
+_MESSAGE_HEADER: Final = struct.Struct("!BH")  # relay message: kind, length (cells.md §4)
+_MESSAGE_UNPACK: Final = _MESSAGE_HEADER.unpack_from
+assert MESSAGE_OFFSET == 32 and LAYER_PLAIN_SIZE == 1003  # literals in _end_fn
+_MESSAGE_PACK: Final = _MESSAGE_HEADER.pack
+_ZERO_FILL: Final = bytes(DATA_SIZE)
+_N_KINDS: Final = len(RELAY_KINDS)
 
 
 def _relay_key(circuit_id: int) -> bytes:
@@ -117,6 +133,11 @@ def _relay_key(circuit_id: int) -> bytes:
 
 
 _MAX_CIRCUIT_ID: Final = CIRCUIT_ID_HIGH_BIT - 1
+
+
+def _no_fast(header: bytes) -> None:
+    """The fast-path lookup for a link that is not up: every cell takes the checked path."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -276,11 +297,13 @@ class OnionNode:
         self._link_by_peer: dict[bytes, LinkId] = {}
         # (link, circuit id) -> (circuit, True if cells arriving here travel forward).
         self._table: dict[tuple[LinkId, int], tuple[_Circuit, bool]] = {}
-        # Open relayed circuits only: link -> RELAY cell header (cell[0:5]) -> per-cell closure.
+        # Open circuits: link -> RELAY cell header (cell[0:5]) -> per-cell closure. A relayed
+        # circuit's closure forwards the cell; a circuit end's opens it and emits the message.
         self._fast: dict[LinkId, dict[bytes, Callable[[bytes], None]]] = {}
         self._fast_get = self._fast.get
         self._relays: set[_RelayCircuit] = set()
         self._queue_limit = self.config.max_queued_cells
+        self._event_limit = self.config.max_events
         self._ends: dict[CircuitHandle, _ClientCircuit | _ExitCircuit] = {}
         self._relay_count = 0
         self._waiting: dict[_RelayCircuit, float] = {}  # relay circuits parked for a link
@@ -324,6 +347,14 @@ class OnionNode:
             kept = [item for item in self._out if item[0] != link]
             self._out.clear()
             self._out.extend(kept)
+
+    def link_failed(self, peer_id: bytes, now: float) -> None:
+        """A link to ``peer_id`` (asked for by ``LinkNeeded``) could not be set up: every
+        CREATE parked for it fails now (DESTROY ``NO_ROUTE`` back toward its client) instead
+        of at the link-wait timeout. A no-op when nothing waits for that peer."""
+        peer_id = bytes(peer_id)
+        for relay in [r for r in self._waiting if r.next_peer == peer_id]:
+            self._teardown(relay, DestroyReason.NO_ROUTE, DestroyOrigin.LOCAL)
 
     def send_link_padding(self, link: LinkId) -> None:
         """Queue one PADDING cell (random body) on ``link``: cover traffic a link observer
@@ -440,6 +471,39 @@ class OnionNode:
         end.cells_sent += 1
         self._queue(end.link, cell)
 
+    def send_relay_messages(
+        self,
+        circuit: CircuitHandle,
+        kind: RelayKind,
+        payloads: Sequence[bytes | bytearray | memoryview],
+        now: float,
+    ) -> int:
+        """Send the first relay messages of ``payloads`` (one cell each), as many as the cell
+        queue has room for; return how many were taken. Nothing is sent if any payload is
+        too long or the circuit is not open (``LocalProtocolError``)."""
+        end = self._open_end(circuit)
+        if any(len(p) > MAX_RELAY_PAYLOAD for p in payloads):
+            raise LocalProtocolError(f"a relay payload exceeds {MAX_RELAY_PAYLOAD} bytes")
+        room = self._queue_limit - len(self._out)
+        batch = payloads[:room] if room < len(payloads) else payloads
+        if not batch:
+            return 0
+        pack, zeros, kind_byte = _MESSAGE_PACK, _ZERO_FILL, int(kind)
+        plaintexts = [
+            b"".join((pack(kind_byte, len(p)), p, zeros[: MAX_RELAY_PAYLOAD - len(p)]))
+            for p in batch
+        ]
+        if isinstance(end, _ClientCircuit):
+            assert end.layers is not None  # OPEN implies built
+            seal = end.layers.seal_forward
+        else:
+            seal = end.layers.seal_backward
+        header, target, append = end.out_header, end.link, self._out.append
+        for plaintext in plaintexts:
+            append((target, seal(plaintext, header)))
+        end.cells_sent += len(plaintexts)
+        return len(plaintexts)
+
     def destroy_circuit(self, circuit: CircuitHandle, reason: DestroyReason, now: float) -> None:
         """Tear a circuit down from this end; a ``CircuitDestroyed`` (origin LOCAL) follows."""
         end = self._ends.get(circuit)
@@ -502,13 +566,13 @@ class OnionNode:
     def receive_cell(self, link: LinkId, cell: bytes | bytearray | memoryview, now: float) -> None:
         """Process one cell from ``link``. Raises ProtocolError on bad input (see module doc)."""
         if type(cell) is bytes and len(cell) == CELL_SIZE:
-            # Fast path: a RELAY cell on an open relayed circuit, room in the queue. The key
-            # is the raw header (circuit id + command byte): no unpacking, no tuple.
+            # Fast path: a RELAY cell on an open circuit, room in both queues. The key is the
+            # raw header (circuit id + command byte): no unpacking, no tuple, no enum.
             circuits = self._fast_get(link)
             if circuits is not None:
-                relay = circuits.get(cell[:5])
-                if relay is not None and len(self._out) < self._queue_limit:
-                    relay(cell)
+                fast = circuits.get(cell[:5])
+                if fast is not None and len(self._out) < self._queue_limit:
+                    fast(cell)
                     return
         if link not in self._links:
             raise LocalProtocolError(f"cell on link {link!r} that is not up")
@@ -547,6 +611,84 @@ class OnionNode:
         else:
             self._end_cell(circuit, cell)
             self._received += 1
+
+    def receive_cells(
+        self, link: LinkId, cells: Iterable[bytes | bytearray | memoryview], now: float
+    ) -> list[ProtocolError]:
+        """Process a batch of cells from ``link`` in order; the runtime's hot path.
+
+        Same effect as :meth:`receive_cell` on each cell, except that a cell's
+        ``ProtocolError`` does not stop the batch: the errors come back in order (empty
+        when every cell was fine), one per refused cell, so the caller can log and count.
+        """
+        errors: list[ProtocolError] = []
+        circuits = self._fast_get(link)
+        if circuits is None:
+            get: Callable[[bytes], Callable[[bytes], None] | None] = _no_fast
+        else:
+            get = circuits.get
+        out, queue_limit = self._out, self._queue_limit
+        for cell in cells:
+            if type(cell) is bytes and len(cell) == 1024:  # CELL_SIZE
+                fast = get(cell[:5])
+                if fast is not None and len(out) < queue_limit:
+                    try:
+                        fast(cell)
+                    except ProtocolError as exc:
+                        errors.append(exc)
+                    continue
+            try:
+                self.receive_cell(link, cell, now)
+            except ProtocolError as exc:
+                errors.append(exc)
+        return errors
+
+    def _end_fn(self, circuit: _ClientCircuit | _ExitCircuit) -> Callable[[bytes], None]:
+        """The per-cell work for an open circuit end, as one closure: open the layers, parse
+        the relay message (ints, not enum calls; the zero fill checked), emit it."""
+        if isinstance(circuit, _ClientCircuit):
+            assert circuit.layers is not None
+            open_cell = circuit.layers.open_backward_plain
+        else:
+            open_cell = circuit.layers.open_forward_plain
+        handle = circuit.handle
+        events = self._events
+        emit = events.append
+        event_limit = self._event_limit
+
+        def end_cell(
+            cell: bytes,
+            unpack: Callable[[bytes, int], tuple[int, int]] = _MESSAGE_UNPACK,
+            kinds: tuple[RelayKind, ...] = RELAY_KINDS,
+            zeros: bytes = _ZERO_FILL,
+        ) -> None:
+            if len(events) >= event_limit:  # receive_cell's check, here off the relay path
+                raise LocalProtocolError("events not drained; refusing input until they are")
+            try:
+                plain = open_cell(cell)
+            except AuthenticationFailed:
+                self._tagging_detected(circuit)
+                raise
+            # The message sits at offset 32 (MESSAGE_OFFSET) of the innermost plaintext.
+            kind, n = unpack(plain, 32)
+            end = 35 + n  # + RELAY_MESSAGE_HEADER_SIZE
+            if (
+                kind >= _N_KINDS
+                or n > MAX_RELAY_PAYLOAD
+                or (end < 1003 and plain[end:] != zeros[: 1003 - end])  # LAYER_PLAIN_SIZE
+            ):
+                # Under a valid tag only the other end could have written this: it is broken.
+                try:
+                    parse_relay_message(plain[32:])
+                except ProtocolError:
+                    self._teardown(circuit, DestroyReason.PROTOCOL, DestroyOrigin.LOCAL)
+                    raise
+            circuit.cells_received += 1
+            self._received += 1
+            if kind:  # 0: RelayKind.PADDING, authenticated and dropped
+                emit(RelayMessageReceived(handle, kinds[kind], plain[35:end]))
+
+        return end_cell
 
     def _relay_fn(self, circuit: _RelayCircuit, forward: bool) -> Callable[[bytes], None]:
         """The per-cell work for one side of an open relayed circuit, as one closure: the
@@ -643,6 +785,7 @@ class OnionNode:
             )
             self._table[key] = (end, True)
             self._ends[handle] = end
+            self._fast[link][end.out_header] = self._end_fn(end)
             self._counters.circuits_opened += 1
             reply = wrap_created(response.reply_key, response.record, None, self._random)
             self._queue(link, encode_cell(circuit_id, CellCommand.CREATED, reply))
@@ -721,6 +864,7 @@ class OnionNode:
             raise
         circuit.layers = ClientLayers(keys, self._random)
         circuit.state = CircuitState.OPEN
+        self._fast[circuit.link][circuit.out_header] = self._end_fn(circuit)
         circuit.rtt = now - circuit.started
         # The ephemeral private keys and Sphinx secrets are no longer needed: drop them (FS).
         circuit.handshakes = ()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import struct
 from collections import deque
 from dataclasses import dataclass
 from typing import Final
@@ -40,6 +41,7 @@ from zmesh.sansio.streams.messages import (
     Data,
     End,
     Message,
+    MessageType,
     Reset,
     Sendme,
     encode_message,
@@ -79,6 +81,7 @@ _CREDIT_DIVISOR: Final = 8
 #: Queued events per live-stream slot before the peer is flooding a reader that does not drain.
 _EVENTS_PER_STREAM: Final = 8
 _MAX_STREAM_ID: Final = 0xFFFF
+_DATA_HEADER_PACK: Final = struct.Struct("!BH").pack  # DATA: type u8, stream id u16
 
 
 class Role(enum.Enum):
@@ -314,8 +317,12 @@ class StreamMux:
             return 0
         view = memoryview(data)[:n]
         chunk = self.max_message_size - HEADER_SIZE
-        for start in range(0, n, chunk):
-            self._outbox.append(encode_message(Data(stream_id, bytes(view[start : start + chunk]))))
+        # encode_message(Data(...)) inlined: header + bytes, one join per message.
+        header = _DATA_HEADER_PACK(MessageType.DATA, stream_id)
+        join = b"".join
+        self._outbox.extend(
+            [join((header, view[start : start + chunk])) for start in range(0, n, chunk)]
+        )
         stream.send_window -= n
         self._circ_send_window -= n
         return n
@@ -381,8 +388,30 @@ class StreamMux:
     def receive_message(self, payload: bytes | bytearray | memoryview) -> None:
         """Feed one STREAM payload from the peer. Raises ``RemoteProtocolError`` on violation,
         leaving the mux unchanged."""
-        if len(payload) > self.max_message_size:
-            raise OversizedInput(f"stream message of {len(payload)} bytes")
+        size = len(payload)
+        if size > self.max_message_size:
+            raise OversizedInput(f"stream message of {size} bytes")
+        if size > 3 and payload[0] == 3:  # HEADER_SIZE, MessageType.DATA
+            # Fast path for the bulk of a transfer: more DATA for a stream whose earlier bytes
+            # are still buffered. It appends to that buffer (no message object, no event);
+            # any case it does not cover (new buffer, window overrun, wrong state, stream
+            # id 0) takes the full path below, which validates and reports it.
+            stream_id = payload[1] << 8 | payload[2]
+            buf = self._rx_buffers.get(stream_id)
+            stream = self._streams.get(stream_id)
+            n = size - 3
+            if (
+                buf is not None
+                and stream is not None
+                and stream.state in _CAN_RECEIVE
+                and n <= stream.recv_window
+                and n <= self._circ_recv_window
+            ):
+                self._circ_recv_window -= n
+                stream.recv_window -= n
+                self._unconsumed[stream_id] = self._unconsumed.get(stream_id, 0) + n
+                buf += memoryview(payload)[3:]
+                return
         msg = parse_message(payload)
         self._check_event_room(msg)
         match msg:

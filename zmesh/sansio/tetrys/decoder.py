@@ -299,16 +299,16 @@ class TetrysDecoder:
                     self._known[sid] = symbol
                     if sid == self._first_unknown:  # nothing is missing
                         self._first_unknown = sid + 1
-                    if not self._in_order:
-                        self._events.append(_delivered(number, symbol, False))
-                    elif sid == self._deliver_next:  # in order, nothing held back
+                    if not self._in_order or sid == self._deliver_next:
+                        # in order: nothing is held back. _delivered(), inlined
                         self._deliver_next = sid + 1
-                        self._events.append(_delivered(number, symbol, False))
+                        event = _new_object(SymbolDelivered)
+                        event.__dict__.update(source_id=number, data=symbol, recovered=False)
+                        self._events.append(event)
                 else:
                     self._on_source(number, symbol)
                 # _after_packet, inlined: this runs once per source packet
                 self._since_wu += 1
-                self._wu_interval = self._fb_interval
                 if self._since_wu >= self._fb_every:
                     self._wu_due = now
                 elif self._wu_due is None:
@@ -364,7 +364,6 @@ class TetrysDecoder:
 
     def _after_packet(self, now: float) -> None:
         self._since_wu += 1
-        self._wu_interval = self._fb_interval
         if self._since_wu >= self._fb_every:
             self._wu_due = now
         elif self._wu_due is None:
@@ -437,12 +436,14 @@ class TetrysDecoder:
             self._plr = round(self._loss_rate * 255)
         if settled > self._plr_upto:
             self._plr_upto = settled
+        # the back-off restarts whenever a packet arrived since the previous update
+        interval = self._fb_interval if self._since_wu else self._wu_interval
         self._since_wu = 0
         self._updates_sent += 1
         if first <= self._high:
             # keep asking while symbols are missing, backing off if nothing arrives
-            self._wu_due = now + self._wu_interval
-            self._wu_interval = min(2 * self._wu_interval, self.config.feedback_max_interval)
+            self._wu_due = now + interval
+            self._wu_interval = min(2 * interval, self.config.feedback_max_interval)
         else:
             self._wu_due = None
         return missing, len(self._rows), first & ID_MASK, self._plr, sack
@@ -809,8 +810,10 @@ class TetrysDecoder:
     def _flush_in_order(self) -> None:
         sid = self._deliver_next
         known = self._known
+        append = self._events.append
+        recovered = self._recovered_ids
         while (data := known.get(sid)) is not None:
-            self._emit(sid, data)
+            append(_delivered(sid & ID_MASK, data, sid in recovered))
             sid += 1
         self._deliver_next = sid
 
