@@ -257,11 +257,18 @@ class ExitLayers:
     def seal_backward(self, plaintext: bytes, out_header: bytes) -> bytes:
         if len(plaintext) != DATA_SIZE:
             raise LocalProtocolError(f"plaintext must be {DATA_SIZE} bytes")
+        return self.seal_backward_plain(_ZERO_PREFIX + plaintext, out_header)
+
+    def seal_backward_plain(self, plain: bytes, out_header: bytes) -> bytes:
+        """:meth:`seal_backward` for a caller that built the whole layer plaintext
+        (:data:`MESSAGE_OFFSET` zero bytes, then the message): one copy less per cell."""
+        if len(plain) != LAYER_PLAIN_SIZE or plain[:MESSAGE_OFFSET] != _ZERO_PREFIX:
+            raise LocalProtocolError(f"plaintext must be {LAYER_PLAIN_SIZE} bytes, zeros first")
         count = self.backward_count
         if count >= MAX_CELLS_PER_DIRECTION:
             raise LocalProtocolError("circuit used up its backward nonces")
         # The zero prefix is what later hops drop; its ciphertext looks random on the wire.
-        sealed = self._bwd.encrypt(_NONCE_PACK(count), _ZERO_PREFIX + plaintext, None)
+        sealed = self._bwd.encrypt(_NONCE_PACK(count), plain, None)
         self.backward_count = count + 1
         return out_header + sealed
 

@@ -489,15 +489,19 @@ class OnionNode:
         if not batch:
             return 0
         pack, zeros, kind_byte = _MESSAGE_PACK, _ZERO_FILL, int(kind)
-        plaintexts = [
-            b"".join((pack(kind_byte, len(p)), p, zeros[: MAX_RELAY_PAYLOAD - len(p)]))
-            for p in batch
-        ]
+        seal: Callable[[bytes, bytes], bytes]
         if isinstance(end, _ClientCircuit):
             assert end.layers is not None  # OPEN implies built
             seal = end.layers.seal_forward
+            prefix = b""
         else:
-            seal = end.layers.seal_backward
+            # The exit seals the whole layer plaintext: the zero prefix joins in here.
+            seal = end.layers.seal_backward_plain
+            prefix = zeros[:MESSAGE_OFFSET]
+        plaintexts = [
+            b"".join((prefix, pack(kind_byte, len(p)), p, zeros[: MAX_RELAY_PAYLOAD - len(p)]))
+            for p in batch
+        ]
         header, target, append = end.out_header, end.link, self._out.append
         for plaintext in plaintexts:
             append((target, seal(plaintext, header)))
