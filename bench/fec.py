@@ -23,6 +23,12 @@
 ``python bench/fec.py --plot docs/img/tetrys-rate.svg`` also runs a simulation whose loss rate
 changes over time and draws the measured loss, the sender's loss EMA and its repair ratio.
 ``--quick`` shortens every run (for smoke tests).
+
+``python bench/fec.py --decode-only 5 --runs R`` builds the 5 %-loss session and decodes it R
+times, printing only ``{"delivered": ...}``: a fixed workload for an instruction counter, which
+the noise of a shared machine does not reach. Instructions per delivered symbol =
+(instructions with ``--runs 1`` - instructions with ``--runs 0``) / delivered, e.g. with
+``valgrind --tool=callgrind`` ("Collected" line).
 """
 
 from __future__ import annotations
@@ -434,7 +440,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--plot", metavar="SVG", help="also write the repair-rate plot here")
     parser.add_argument("--quick", action="store_true", help="short runs (smoke test)")
+    parser.add_argument(
+        "--decode-only", type=int, metavar="PCT", help="only decode the PCT %% loss session"
+    )
+    parser.add_argument("--runs", type=int, default=1, help="decodes for --decode-only")
     args = parser.parse_args()
+    if args.decode_only is not None:
+        packets, _, _ = encode_session(20000, args.decode_only / 100)
+        delivered = 0
+        for _ in range(args.runs):
+            delivered = decode_once(packets)[1]
+        print(json.dumps({"delivered": delivered}))
+        return
     from _gf_timing import measure
 
     result: dict[str, object] = {}

@@ -71,13 +71,13 @@ def _reliable_sizes() -> list[int]:
 
 def _coded_per_cell(link: Any) -> float | None:
     """Repair overhead over the whole run. ``LinkStats.fec_repair_ratio`` is the adaptive
-    ratio *now* (it falls back to 0 once the loss EMA decays); the cumulative counts sit only
-    on the link's private Tetrys state, so this is informational and never asserted on."""
-    tetrys = getattr(getattr(link, "_fec", None), "tetrys", None)
-    if tetrys is None:
+    ratio *now* (it falls back to 0 once the loss EMA decays); the cumulative counts are in
+    ``stats.extra`` (``coded_sent``, ``cells_sent``), so this is informational and never
+    asserted on."""
+    extra = link.stats.extra
+    if "coded_sent" not in extra:
         return None
-    stats = tetrys.stats
-    return round(float(stats.coded_sent) / max(int(stats.cells_sent), 1), 4)
+    return round(float(extra["coded_sent"]) / max(int(extra["cells_sent"]), 1), 4)
 
 
 async def _echo_client(local: str, server: str) -> dict[str, Any]:

@@ -67,3 +67,29 @@ async def test_handle_refuses_malformed_and_expired() -> None:
     )
     reply = decode_message(service.handle(encode_message(Publish(record(expires=1).encode()))))
     assert isinstance(reply, Result) and not reply.ok and "Expired" in reply.reason
+
+
+async def test_a_connection_cannot_hold_a_slot_for_ever() -> None:
+    """Review finding: the idle timeout restarted with every request, so a client sending one
+    FETCH just under ``idle_timeout`` apart kept its slot for max_requests x idle_timeout
+    (1000 x 60 s); 256 such clients shut the service out for 16 hours."""
+    from trio_websocket import ConnectionClosed, open_websocket_url
+
+    from zmesh.io_trio.state import client_ssl_context
+    from zmesh.sansio.signaling.rendezvous import Fetch, encode_message
+
+    service = RendezvousService(
+        NodeIdentity.generate(), max_connections=1, idle_timeout=5.0, max_connection_time=0.5
+    )
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(service.serve)
+        url = f"wss://127.0.0.1:{port}{PATH}"
+        with trio.fail_after(5):
+            async with open_websocket_url(url, client_ssl_context()) as ws:
+                with pytest.raises(ConnectionClosed):
+                    while True:
+                        await ws.send_message(encode_message(Fetch(1)))
+                        await ws.get_message()
+                        await trio.sleep(0.1)
+            assert await fetch_records(url) == []  # the slot is free again
+        nursery.cancel_scope.cancel()

@@ -9,7 +9,13 @@ import trio
 
 from zmesh.io_trio.link import Link, LinkClosed
 from zmesh.io_trio.udp import UdpEndpoint
-from zmesh.io_trio.webrtc import ChannelClosedError, WebRtcLink, WebRtcPeer
+from zmesh.io_trio.webrtc import (
+    CHANNEL_BUDGET,
+    RECEIVE_BUDGET,
+    ChannelClosedError,
+    WebRtcLink,
+    WebRtcPeer,
+)
 from zmesh.sansio.webrtc import stun
 
 pytestmark = [pytest.mark.trio, pytest.mark.integration]
@@ -104,6 +110,9 @@ async def test_webrtc_link_carries_cells_and_closes(fec: bool) -> None:
             if fec:
                 assert link_b.stats.extra["cells_lost"] == 0
                 assert link_a.stats.fec_repair_ratio is not None
+                # Tetrys's cumulative counters are public: every cell went out as a source packet.
+                assert link_a.stats.extra["cells_sent"] == 200
+                assert link_a.stats.extra["coded_sent"] >= 0
             await link_a.aclose()
             with trio.fail_after(10), pytest.raises(LinkClosed):
                 await link_b.receive_cell()
@@ -153,3 +162,31 @@ async def test_closing_one_peer_closes_the_other_promptly() -> None:
             await incoming.receive()
         assert b.state.value == "closed"
         del channel
+
+
+async def test_unread_channel_cannot_hold_more_than_the_receive_budget() -> None:
+    """Review finding: messages leave SCTP (freeing its receive window) as soon as they
+    arrive and wait in per-channel queues of 8192 messages, so a peer writing on a channel
+    nobody reads (``zmesh-control`` of a link) could park 8192 x 256 KiB here. The driver
+    holds at most CHANNEL_BUDGET bytes of unread messages per channel (RECEIVE_BUDGET per
+    peer connection) and drops (and counts) the rest."""
+    size, count = 65_536, 160  # 10 MiB, more than the 8 MiB budget
+    async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2:
+        async with WebRtcPeer(e1) as a, WebRtcPeer(e2) as b:
+            await connect(a, b)
+            link_a = await WebRtcLink.open(a, b"B" * 32)
+            with trio.fail_after(10):
+                link_b = await WebRtcLink.accept(b, b"A" * 32)
+            control = link_a._channels.control
+            unread = link_b._channels.control._recv
+            for _ in range(count):
+                await control.send(bytes(size))
+            with trio.fail_after(20):
+                while unread.statistics().current_buffer_used + b.receive_overflow < count:
+                    await trio.sleep(0.01)
+            assert unread.statistics().current_buffer_used * size <= CHANNEL_BUDGET
+            assert b.queued_bytes <= RECEIVE_BUDGET and b.receive_overflow > 0
+            # Cells still flow: the junk fills only its own channel's budget.
+            await link_a.send_cell(b"c" * 514)
+            with trio.fail_after(10):
+                assert await link_b.receive_cell() == b"c" * 514

@@ -7,7 +7,9 @@ not a trust anchor: clients verify every record they fetch, so a hostile service
 withhold or replay stale records, and a record's expiry bounds the replay.
 
 Abuse bounds: at most ``max_connections`` concurrent connections, at most ``max_requests``
-requests per connection, a per-message size cap, and an idle timeout.
+requests per connection, a per-message size cap, an idle timeout, and a cap on how long one
+connection may last (``max_connection_time``: otherwise a client sending a request just
+inside the idle timeout would keep its slot for ``max_requests`` x ``idle_timeout``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class RendezvousService:
         max_connections: int = 256,
         max_requests: int = 1000,
         idle_timeout: float = 60.0,
+        max_connection_time: float = 300.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.identity = identity
@@ -81,6 +84,7 @@ class RendezvousService:
         self._slots = trio.Semaphore(max_connections)
         self._max_requests = max_requests
         self._idle = idle_timeout
+        self._lifetime = max_connection_time
         self._clock = clock  # wall clock: record expiry is absolute unix time
 
     def handle(self, data: bytes) -> bytes:
@@ -113,14 +117,15 @@ class RendezvousService:
             self.stats.connections += 1
             ws = await request.accept()
             try:
-                for _ in range(self._max_requests):
-                    with trio.fail_after(self._idle):
-                        data = await ws.get_message()
-                    if not isinstance(data, bytes):
-                        await ws.aclose(1003, "binary only")
-                        return
-                    await ws.send_message(self.handle(data))
-                await ws.aclose(1008, "request limit")
+                with trio.move_on_after(self._lifetime):
+                    for _ in range(self._max_requests):
+                        with trio.fail_after(self._idle):
+                            data = await ws.get_message()
+                        if not isinstance(data, bytes):
+                            await ws.aclose(1003, "binary only")
+                            return
+                        await ws.send_message(self.handle(data))
+                await ws.aclose(1008, "request or time limit")
             except (ConnectionClosed, trio.TooSlowError, trio.BrokenResourceError):
                 await ws.aclose()
 

@@ -35,13 +35,19 @@ from zmesh.sansio.webrtc import stun
 from zmesh.sansio.webrtc.ice import StunServer
 from zmesh.sansio.wire import ProtocolError
 
-__all__ = ["UdpEndpoint", "DatagramSink", "EndpointStats", "primary_address"]
+__all__ = ["UdpEndpoint", "DatagramSink", "EndpointStats", "primary_address", "MAX_ROUTES",
+           "MAX_ROUTES_PER_SINK"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 MAX_DATAGRAM: Final = 2048  # larger than any MTU we send; longer reads are truncated
 MAX_ROUTES: Final = 4096
+#: Routes one connection may own. A route is added when a check names the connection's ufrag,
+#: before ICE verifies MESSAGE-INTEGRITY, so without a per-connection share one peer (which
+#: knows our ufrag) could fill the table and strand every other connection on the port.
+#: ICE keeps at most 64 remote candidates and 128 pairs: 256 leaves room for STUN servers.
+MAX_ROUTES_PER_SINK: Final = 256
 #: Datagrams read per socket wake-up before the sinks answer: bounds how many packets one SACK
 #: may cover and how long a wake-up holds the trio thread (about 30 µs of work each).
 MAX_BATCH: Final = 128
@@ -111,6 +117,7 @@ class UdpEndpoint:
         self._sock: socket.socket | None = None
         self._sinks: list[DatagramSink] = []
         self._routes: dict[Address, DatagramSink] = {}
+        self._route_counts: dict[DatagramSink, int] = {}  # routes per sink
         self._nursery: trio.Nursery | None = None
         self._stack = contextlib.AsyncExitStack()
         self.stats = EndpointStats()
@@ -172,12 +179,25 @@ class UdpEndpoint:
             self._sinks.remove(sink)
         for address in [a for a, s in self._routes.items() if s is sink]:
             del self._routes[address]
+        self._route_counts.pop(sink, None)
+
+    def _add_route(self, address: Address, sink: DatagramSink) -> None:
+        current = self._routes.get(address)
+        if current is sink:
+            return
+        owned = self._route_counts.get(sink, 0)
+        if owned >= MAX_ROUTES_PER_SINK or (current is None and len(self._routes) >= MAX_ROUTES):
+            self.stats.drop("route-limit")
+            return
+        if current is not None:
+            self._route_counts[current] -= 1
+        self._routes[address] = sink
+        self._route_counts[sink] = owned + 1
 
     def _remember(self, destination: Address, sink: DatagramSink | None) -> None:
         # Replies from where we send (STUN servers, remote candidates) come back to the sender.
-        if sink is not None and destination not in self._routes \
-                and len(self._routes) < MAX_ROUTES:
-            self._routes[destination] = sink
+        if sink is not None and destination not in self._routes:
+            self._add_route(destination, sink)
 
     async def sendto(self, data: bytes, destination: Address, sink: DatagramSink | None) -> None:
         """Send one datagram, waiting for kernel buffer space if needed (back-pressure)."""
@@ -345,8 +365,7 @@ class UdpEndpoint:
         local_ufrag = str(username).partition(":")[0]
         for sink in self._sinks:
             if sink.local_ufrag == local_ufrag:
-                if len(self._routes) < MAX_ROUTES:
-                    self._routes[source] = sink
+                self._add_route(source, sink)
                 return sink
         self.stats.drop("unknown-ufrag")
         return None

@@ -47,12 +47,20 @@ from zmesh.sansio.webrtc.sctp import SendBufferFull
 from zmesh.sansio.webrtc.sdp import SessionDescription
 from zmesh.sansio.wire import DEFAULT_RANDOM, LocalProtocolError, ProtocolError, RandomSource
 
-__all__ = ["WebRtcPeer", "WebRtcChannel", "WebRtcError", "WebRtcLink", "ChannelClosedError"]
+__all__ = ["WebRtcPeer", "WebRtcChannel", "WebRtcError", "WebRtcLink", "ChannelClosedError",
+           "CHANNEL_BUDGET", "RECEIVE_BUDGET"]
 
 log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 CHANNEL_QUEUE: Final = 8192  # received messages per channel before the driver waits
+#: Bytes of received, unread messages one channel may hold (beyond: dropped and counted in
+#: ``receive_overflow``). A message leaves SCTP (and its receive window) as it arrives, so
+#: without this a peer writing on a channel nobody reads (a link's ``zmesh-control``) could
+#: park CHANNEL_QUEUE x 256 KiB per channel. 8192 cells of a busy link are about 4.3 MiB.
+CHANNEL_BUDGET: Final = 8 * 1024 * 1024
+#: The same bound for all channels of one peer connection together (a peer may open many).
+RECEIVE_BUDGET: Final = 4 * CHANNEL_BUDGET
 ACCEPT_QUEUE: Final = 256
 CANDIDATE_QUEUE: Final = 64
 BACKLOG: Final = 4096  # datagrams the kernel refused while the reader was feeding us
@@ -78,6 +86,7 @@ class WebRtcChannel:
         self.label: str = str(getattr(channel, "label", ""))
         self.protocol: str = str(getattr(channel, "protocol", ""))
         self._send, self._recv = trio.open_memory_channel[bytes | str](CHANNEL_QUEUE)
+        self.queued_bytes = 0  # received, not yet read (bounded by CHANNEL_BUDGET)
         self.open = trio.Event()
         self.closed = False
         self._writable = trio.Event()
@@ -100,9 +109,12 @@ class WebRtcChannel:
 
     async def receive(self) -> bytes | str:
         try:
-            return await self._recv.receive()
+            message = await self._recv.receive()
         except trio.EndOfChannel:
             raise ChannelClosedError(self.label) from None
+        self._peer.queued_bytes -= len(message)
+        self.queued_bytes -= len(message)
+        return message
 
     def __aiter__(self) -> WebRtcChannel:
         return self
@@ -171,6 +183,8 @@ class WebRtcPeer:
         self.failure: str | None = None
         self.inbox_dropped = 0
         self.receive_overflow = 0
+        #: Bytes of received messages waiting in channel queues (bounded by RECEIVE_BUDGET).
+        self.queued_bytes = 0
         self.candidates_dropped = 0
         self._candidates_send, self._candidates_recv = trio.open_memory_channel[
             Candidate | None](CANDIDATE_QUEUE)
@@ -416,8 +430,14 @@ class WebRtcPeer:
             elif name == "MessageReceived":
                 target = self._channels.get(int(event.channel_id))
                 if target is not None and not target.closed:
+                    size = len(event.data)
                     try:
+                        if (target.queued_bytes + size > CHANNEL_BUDGET
+                                or self.queued_bytes + size > RECEIVE_BUDGET):
+                            raise trio.WouldBlock
                         target._send.send_nowait(event.data)
+                        target.queued_bytes += size
+                        self.queued_bytes += size
                     except (trio.WouldBlock, trio.ClosedResourceError):
                         self.receive_overflow += 1
                         log.warning("channel %s receive queue full: message dropped", target.id)
@@ -586,6 +606,9 @@ class WebRtcLink:
             self._stats.extra["cells_lost"] = float(self._fec.lost)
             self._stats.extra["cells_recovered"] = float(tetrys.recovered)
             self._stats.extra["loss_ema"] = tetrys.loss_ema
+            # Tetrys's own counters: the repair overhead actually sent is coded_sent/cells_sent.
+            self._stats.extra["coded_sent"] = float(tetrys.coded_sent)
+            self._stats.extra["cells_sent"] = float(tetrys.cells_sent)
             self._stats.dropped_malformed = self._fec.malformed
         return self._stats
 

@@ -20,7 +20,7 @@ from zmesh.sansio.onion.cells import (
 from zmesh.sansio.onion.commands import CellAead
 from zmesh.sansio.onion.layers import ClientLayers, ExitLayers, RelayLayers
 from zmesh.sansio.onion.session import HopKeys
-from zmesh.sansio.wire import AuthenticationFailed
+from zmesh.sansio.wire import AuthenticationFailed, LocalProtocolError
 
 HEADER = b"\x00\x00\x00\x07\x03"
 
@@ -158,3 +158,28 @@ def test_exit_rejects_replayed_cell() -> None:
     assert parse_relay_message(exit_.open_forward(cell)) == (RelayKind.E2E_MESSAGE, b"once")
     with pytest.raises(AuthenticationFailed):
         exit_.open_forward(cell)
+
+
+@pytest.mark.parametrize("hops", [1, 2, 3])
+def test_whole_plaintext_variants_match(hops: int) -> None:
+    # seal_backward_plain / open_*_plain (the node's per-cell path) against the plain methods.
+    a_client, a_relays, a_exit = _circuit(hops)
+    b_client, b_relays, b_exit = _circuit(hops)
+    for i in range(5):
+        message = encode_relay_message(RelayKind.STREAM, bytes([i]) * (i * 150))
+        via_plain = b_exit.seal_backward_plain(bytes(32) + message, HEADER)
+        cell = a_exit.seal_backward(message, HEADER)
+        assert via_plain == cell
+        for a, b in zip(reversed(a_relays), reversed(b_relays), strict=True):
+            cell, via_plain = a.backward(cell, HEADER), b.backward(via_plain, HEADER)
+        assert b_client.open_backward_plain(via_plain) == bytes(32) + message
+        assert a_client.open_backward(cell) == message
+        forward = a_client.seal_forward(message, HEADER)
+        for relay in a_relays:
+            forward = relay.forward(forward, HEADER)
+        plain = b_exit.open_forward_plain(forward)
+        assert plain[32:] == message and len(plain) == 1003
+    with pytest.raises(LocalProtocolError):
+        b_exit.seal_backward_plain(b"\x01" + bytes(1002), HEADER)  # prefix must be zeros
+    with pytest.raises(LocalProtocolError):
+        b_exit.seal_backward_plain(bytes(1002), HEADER)

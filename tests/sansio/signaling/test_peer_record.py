@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zmesh.sansio.signaling.peer_record import (
+    MAX_RECORD_LIFETIME,
     MAX_RECORD_SIZE,
     Capability,
     ExpiredRecord,
@@ -111,3 +112,10 @@ def test_round_trip_property(
     assert back == record
     if expires > 0:
         back.verify(now=expires - 1)
+
+
+def test_expiry_too_far_ahead_is_refused() -> None:
+    record = make(expires=1_000 + MAX_RECORD_LIFETIME + 1)
+    with pytest.raises(ExpiredRecord):
+        PeerRecord.decode(record.encode()).verify(now=1_000)
+    assert make(expires=1_000 + MAX_RECORD_LIFETIME).verify(now=1_000).seq == 7

@@ -10,7 +10,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zmesh.sansio.signaling.peer_record import Capability, ExpiredRecord, SphinxKey, sign_record
+from zmesh.sansio.signaling.peer_record import (
+    MAX_RECORD_LIFETIME,
+    Capability,
+    ExpiredRecord,
+    SphinxKey,
+    sign_record,
+)
 from zmesh.sansio.signaling.rendezvous import (
     MAX_FETCH,
     Fetch,
@@ -89,3 +95,17 @@ def test_store_is_bounded_and_drops_expired() -> None:
     assert len(store.snapshot(now=0, limit=MAX_FETCH)) == 3
     assert store.snapshot(now=103) == [record_bytes(4, expires=104)]
     assert store.snapshot(now=0, limit=0) == []
+
+
+def test_far_future_records_cannot_pin_the_store() -> None:
+    """Review finding: eviction picks the record expiring soonest, so records signed with an
+    expiry decades away (fresh keys cost nothing) would push out every honest record and stay
+    forever. Records must not claim more than MAX_RECORD_LIFETIME."""
+    store = RecordStore(capacity=2)
+    with pytest.raises(ExpiredRecord):
+        store.publish(record_bytes(1, expires=2**63), now=0)
+    with pytest.raises(ExpiredRecord):
+        store.publish(record_bytes(2, expires=MAX_RECORD_LIFETIME + 1), now=0)
+    assert len(store) == 0
+    store.publish(record_bytes(3, expires=MAX_RECORD_LIFETIME), now=0)
+    assert len(store) == 1

@@ -262,7 +262,7 @@ class ExitLayers:
     def seal_backward_plain(self, plain: bytes, out_header: bytes) -> bytes:
         """:meth:`seal_backward` for a caller that built the whole layer plaintext
         (:data:`MESSAGE_OFFSET` zero bytes, then the message): one copy less per cell."""
-        if len(plain) != LAYER_PLAIN_SIZE or plain[:MESSAGE_OFFSET] != _ZERO_PREFIX:
+        if len(plain) != LAYER_PLAIN_SIZE or not plain.startswith(_ZERO_PREFIX):
             raise LocalProtocolError(f"plaintext must be {LAYER_PLAIN_SIZE} bytes, zeros first")
         count = self.backward_count
         if count >= MAX_CELLS_PER_DIRECTION:

@@ -1,9 +1,10 @@
 """The per-node onion state machine: client, relay and exit roles over links of fixed-size cells.
 
 One :class:`OnionNode` per node plays every role at once. Its inputs are cells from reliable,
-ordered links (``receive_cell``), link changes (``link_up`` / ``link_down``), the clock
-(``handle_timer``) and the application's commands (``build_circuit``, ``send_relay_message``,
-``destroy_circuit``); its outputs are ``cells_to_send()`` and ``next_event()``. It never reads a
+ordered links (``receive_cell``, or ``receive_cells`` for a batch), link changes (``link_up`` /
+``link_down`` / ``link_failed``), the clock (``handle_timer``) and the application's commands
+(``build_circuit``, ``send_relay_message(s)``, ``destroy_circuit``); its outputs are
+``cells_to_send()`` and ``next_event()``. It never reads a
 clock or a socket (DESIGN.md §3).
 
 Circuit life (formats in ``docs/wire/cells.md``, threat model in ``docs/threat-model.md``):

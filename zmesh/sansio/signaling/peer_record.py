@@ -51,6 +51,7 @@ __all__ = [
     "MAX_SPHINX_KEYS",
     "MAX_ADDRESSES",
     "MAX_ADDRESS_LENGTH",
+    "MAX_RECORD_LIFETIME",
     "Capability",
     "SphinxKey",
     "PeerRecord",
@@ -69,6 +70,9 @@ MAX_RECORD_SIZE: Final = 1024
 MAX_SPHINX_KEYS: Final = 4
 MAX_ADDRESSES: Final = 8
 MAX_ADDRESS_LENGTH: Final = 255
+#: Latest expiry a verifier accepts, in seconds past its ``now``. Nodes sign for an hour by
+#: default (``record_lifetime``); a week leaves room for configuration and clock skew.
+MAX_RECORD_LIFETIME: Final = 7 * 24 * 3600
 SIGNATURE_SIZE: Final = 64
 KEY_SIZE: Final = 32
 
@@ -214,6 +218,10 @@ class PeerRecord:
             raise AuthenticationFailed("peer record signature does not verify") from exc
         if self.expires <= now:
             raise ExpiredRecord(f"peer record expired at {self.expires}")
+        if self.expires > now + MAX_RECORD_LIFETIME:
+            # Stores evict the record expiring soonest and replay is bounded only by expiry,
+            # so an expiry the peer may set freely would let it pin caches and replay forever.
+            raise ExpiredRecord(f"peer record expiry {self.expires} is too far ahead")
         return self
 
 

@@ -114,7 +114,7 @@ _TRANSITIONS: Final[dict[tuple[StreamState, _Input], StreamState]] = {
     (StreamState.LOCAL_ENDED, _Input.REMOTE_END): StreamState.CLOSED,
 }
 _CAN_SEND: Final = frozenset({StreamState.OPEN, StreamState.REMOTE_ENDED})
-_CAN_RECEIVE: Final = frozenset({StreamState.OPEN, StreamState.LOCAL_ENDED})
+_CAN_RECEIVE: Final = frozenset({StreamState.OPEN, StreamState.LOCAL_ENDED})  # see receive_message
 
 
 # ---------------------------------------------------------------------------------------- events
@@ -392,26 +392,32 @@ class StreamMux:
         if size > self.max_message_size:
             raise OversizedInput(f"stream message of {size} bytes")
         if size > 3 and payload[0] == 3:  # HEADER_SIZE, MessageType.DATA
-            # Fast path for the bulk of a transfer: more DATA for a stream whose earlier bytes
-            # are still buffered. It appends to that buffer (no message object, no event);
-            # any case it does not cover (new buffer, window overrun, wrong state, stream
-            # id 0) takes the full path below, which validates and reports it.
+            # Fast path for the bulk of a transfer: DATA for an open stream within both
+            # windows. It appends to the stream's receive buffer (no message object; one
+            # event per buffer, not per message); any case it does not cover (window
+            # overrun, wrong state, unknown stream or id 0, event queue full) takes the full
+            # path below, which validates and reports it.
             stream_id = payload[1] << 8 | payload[2]
-            buf = self._rx_buffers.get(stream_id)
             stream = self._streams.get(stream_id)
             n = size - 3
             if (
-                buf is not None
-                and stream is not None
-                and stream.state in _CAN_RECEIVE
+                stream is not None
+                # _CAN_RECEIVE spelled out: identity tests, no enum hash per message
+                and (stream.state is StreamState.OPEN or stream.state is StreamState.LOCAL_ENDED)
                 and n <= stream.recv_window
                 and n <= self._circ_recv_window
             ):
-                self._circ_recv_window -= n
-                stream.recv_window -= n
-                self._unconsumed[stream_id] = self._unconsumed.get(stream_id, 0) + n
-                buf += memoryview(payload)[3:]
-                return
+                buf = self._rx_buffers.get(stream_id)
+                if buf is not None or len(self._events) < self._max_events:
+                    self._circ_recv_window -= n
+                    stream.recv_window -= n
+                    self._unconsumed[stream_id] = self._unconsumed.get(stream_id, 0) + n
+                    if buf is None:
+                        self._rx_buffers[stream_id] = bytearray(memoryview(payload)[3:])
+                        self._events.append(_DataReady(stream_id))
+                    else:
+                        buf += memoryview(payload)[3:]
+                    return
         msg = parse_message(payload)
         self._check_event_room(msg)
         match msg:

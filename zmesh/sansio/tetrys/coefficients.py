@@ -47,7 +47,18 @@ Buffer = bytes | bytearray | memoryview
 class Field:
     """GF(2^m) as the codec uses it: scalar helpers plus region multiply(-add) on symbols."""
 
-    __slots__ = ("_exp", "_inv", "_module", "_multi", "_rows", "ccgi", "cycle", "m", "order")
+    __slots__ = (
+        "_exp",
+        "_inv",
+        "_module",
+        "_multi",
+        "_rows",
+        "ccgi",
+        "cycle",
+        "m",
+        "mul_tables",
+        "order",
+    )
 
     def __init__(self, module: ModuleType, m: int, ccgi: int) -> None:
         self._module = module
@@ -62,6 +73,9 @@ class Field:
         self._exp: tuple[int, ...] = tuple(exp)
         self._inv: tuple[int, ...] = (0, *(int(module.inv(a)) for a in range(1, self.order)))
         self._multi = getattr(module, "mul_add_multi", None)
+        #: mul_tables[a][b] = a * b for field elements a, b (the module's translate tables:
+        #: for GF(16) they multiply both nibbles, and an element sits in the low one)
+        self.mul_tables: tuple[bytes, ...] = tuple(module.MUL_TABLES)
         # generated coefficient rows by coded-ID residue, built on first use (see generated_row)
         self._rows: list[bytes | None] = [None] * self.cycle
 

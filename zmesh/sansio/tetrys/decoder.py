@@ -60,9 +60,9 @@ from zmesh.sansio.tetrys.packets import (
 )
 from zmesh.sansio.wire import LocalProtocolError, MalformedInput, OversizedInput, TruncatedInput
 
-#: The first header word of a plain packet (V = 1, no CCI, no TSI, HDR_LEN 1) under
-#: ``_PLAIN_MASK``, which ignores the S... bits we do not use and the reserved byte, plus
-#: PKT_TYPE in the low byte.
+#: The first 32-bit header word of a plain packet (V = 1, C = 0, S = 0, HDR_LEN = 1: no CCI,
+#: TSI or extensions) under ``_PLAIN_MASK``, which drops the 9 reserved bits (ignored on
+#: receipt, RFC 9407 §5.1.1); PKT_TYPE is the low byte.
 _PLAIN_MASK = 0xFE00FFFF
 _PLAIN_SOURCE = (VERSION << 28) | (1 << 8) | PacketType.SOURCE
 _PLAIN_CODED = (VERSION << 28) | (1 << 8) | PacketType.CODED
@@ -436,6 +436,10 @@ class TetrysDecoder:
             self._plr = round(self._loss_rate * 255)
         if settled > self._plr_upto:
             self._plr_upto = settled
+        if self._recovered_ids:
+            # an ID's "recovered" mark matters until it is delivered and its loss counted
+            cutoff = min(self._plr_upto + 1, self._deliver_next)
+            self._recovered_ids = {sid for sid in self._recovered_ids if sid >= cutoff}
         # the back-off restarts whenever a packet arrived since the previous update
         interval = self._fb_interval if self._since_wu else self._wu_interval
         self._since_wu = 0
@@ -538,10 +542,8 @@ class TetrysDecoder:
         symbol: bytes | bytearray | memoryview,
     ) -> None:
         """A coded packet over ``nb_ids`` consecutive IDs from ``wire0``, generated coefficients."""
-        if flags != self._coded_flags:
-            self._check_coded(flags >> 4, bool(flags & 1), len(symbol))
-        if len(symbol) != self._size:
-            self._check_coded(flags >> 4, bool(flags & 1), len(symbol))
+        if flags != self._coded_flags or len(symbol) != self._size:
+            self._check_coded(flags >> 4, bool(flags & 1), len(symbol))  # raises
         if nb_ids > self._max_window:
             raise OversizedInput(f"combination spans {nb_ids} source IDs")
         first = self._unwrap(wire0)
@@ -682,14 +684,16 @@ class TetrysDecoder:
                 c = coefs[pivot]
                 if c != 1:
                     inv = field.inv(c)
+                    scale = field.mul_tables[inv]
                     for sid in coefs:
-                        coefs[sid] = field.mul_scalar(coefs[sid], inv)
+                        coefs[sid] = scale[coefs[sid]]
                     field.mul(row.payload, inv)
                 rows[pivot] = row
                 return True
             factor = coefs[pivot]
+            scale = field.mul_tables[factor]
             for sid, oc in other.coefs.items():
-                value = coefs.get(sid, 0) ^ field.mul_scalar(factor, oc)
+                value = coefs.get(sid, 0) ^ scale[oc]
                 if value:
                     coefs[sid] = value
                 else:

@@ -986,6 +986,15 @@ class SctpAssociation:
         if not rx.can_add(tsn):
             self._dropped += 1
             return
+        inbound = self._inbound
+        if inbound.fragments_held >= self.config.max_tsn_window + inbound.max_fragments:
+            # The window counts payload bytes, but every stored fragment or early message
+            # costs ~200 bytes of objects: 1-byte fragments would turn 10 MiB into gigabytes.
+            # An honest peer never gets here (items above the cumulative TSN are bounded by
+            # max_tsn_window, below it only one message can be unfinished); the TSN stays
+            # unacknowledged, so it would be sent again.
+            self._dropped += 1
+            return
         rx.add(tsn)
         self._bytes_received += size
         try:
@@ -1173,8 +1182,9 @@ class SctpAssociation:
         self._respond(req.request_seq, self._peer_last_result)
 
     def _perform_incoming_reset(self, req: OutgoingResetRequest) -> None:
-        streams = req.stream_ids or tuple(range(self._inbound_streams))
-        self._inbound.reset(streams)
+        # No list means every stream (RFC 6525 §4.1); only streams holding state need a reset,
+        # and walking all 65535 ids per request let one packet cost the better part of a second.
+        self._inbound.reset(req.stream_ids or self._inbound.stream_ids())
         self._peer_last_result = RESULT_PERFORMED
         self._deferred_reset = None
         self._events.append(StreamsReset(tuple(req.stream_ids), True))

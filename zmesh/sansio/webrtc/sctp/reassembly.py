@@ -10,10 +10,18 @@ and one join per message.
 Single-fragment messages that are deliverable right away (the common case) are never stored.
 :attr:`InboundStreams.buffered` counts every byte held here; the association adds it to the
 bytes of delivered-but-undrained events to compute the window it advertises.
+
+Hostile peers: the window counts payload bytes, but each stored item costs ~200 bytes of
+Python objects, so :attr:`InboundStreams.fragments_held` counts stored items too (the
+association caps it). A walk never goes further than :attr:`InboundStreams.max_fragments`
+(the most fragments a ``max_message_size`` message can have when no fragment but the last is
+smaller than ``MIN_FRAGMENT_PAYLOAD``); a longer run can be no valid message and is dropped,
+which keeps a chain that never ends from being walked again and again.
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable
 from typing import Final
 
@@ -26,6 +34,9 @@ from .tsn import serial16_lt
 __all__ = ["InboundStreams"]
 
 _BE: Final = DATA_FLAG_BEGIN | DATA_FLAG_END
+#: Smallest payload of a non-final fragment we expect: our own is at least 228 bytes
+#: (``max_packet_size`` >= 256), Chrome's and usrsctp's about 1,100.
+MIN_FRAGMENT_PAYLOAD: Final = 128
 
 
 class _Inbound:
@@ -40,13 +51,21 @@ class _Inbound:
 
 
 class InboundStreams:
-    __slots__ = ("_deliver", "_streams", "buffered", "max_message_size")
+    __slots__ = ("_deliver", "_order", "_streams", "buffered", "fragments_held", "max_fragments",
+                 "max_message_size")
 
     def __init__(self, deliver: Callable[[DataReceived], None], max_message_size: int) -> None:
         self._deliver = deliver
         self._streams: dict[int, _Inbound] = {}
         self.buffered = 0
+        #: Fragments and out-of-order messages stored (each costs memory beyond its bytes).
+        self.fragments_held = 0
+        self.max_fragments = max_message_size // MIN_FRAGMENT_PAYLOAD + 1
         self.max_message_size = max_message_size
+        # (tsn, stream id) of stored fragments, lowest first, for FORWARD TSN: without it each
+        # FORWARD TSN chunk (8 bytes) scanned every stored fragment of every stream. Entries
+        # of fragments that left otherwise go stale and are skipped, or dropped by a rebuild.
+        self._order: list[tuple[int, int]] = []
 
     def add(
         self, tsn: int, flags: int, stream_id: int, ssn: int, ppid: int, payload: bytes
@@ -66,21 +85,42 @@ class InboundStreams:
         frags = st.fragments
         frags[tsn] = (flags, ssn, ppid, payload)
         self.buffered += len(payload)
+        self.fragments_held += 1
+        order = self._order
+        heapq.heappush(order, (tsn, stream_id))
+        if len(order) > 2 * self.fragments_held + 4096:
+            self._order = [(t, sid) for sid, s in self._streams.items() for t in s.fragments]
+            heapq.heapify(self._order)
         if not flags & DATA_FLAG_END and tsn + 1 not in frags:
             return
-        first = tsn
-        while not frags[first][0] & DATA_FLAG_BEGIN:
-            first -= 1
-            if first not in frags:
-                return
-        last = tsn
-        while not frags[last][0] & DATA_FLAG_END:
-            last += 1
-            if last not in frags:
-                return
+        # Walk both ways at once, one step each, and stop at the first gap: joining two
+        # unfinished runs then costs the shorter one, so no arrival order makes this
+        # quadratic (the smaller-half argument), and no walk passes ``max_fragments``.
+        limit = self.max_fragments
+        first = last = tsn
+        need_begin = not flags & DATA_FLAG_BEGIN
+        need_end = not flags & DATA_FLAG_END
+        while need_begin or need_end:
+            if need_begin:
+                found = frags.get(first - 1)
+                if found is None:
+                    return
+                first -= 1
+                need_begin = not found[0] & DATA_FLAG_BEGIN
+            if need_end:
+                found = frags.get(last + 1)
+                if found is None:
+                    return
+                last += 1
+                need_end = not found[0] & DATA_FLAG_END
+            if last - first >= limit:
+                # Whatever message these belong to has too many fragments to be valid.
+                self._discard(frags, first, last)
+                raise MalformedInput(f"a message of more than {limit} fragments")
         parts = [frags.pop(t) for t in range(first, last + 1)]
         size = sum(len(p[3]) for p in parts)
         self.buffered -= size
+        self.fragments_held -= len(parts)
         head = parts[0]
         unordered = head[0] & DATA_FLAG_UNORDERED
         for part in parts:
@@ -92,6 +132,12 @@ class InboundStreams:
             raise MalformedInput(f"reassembled message of {size} bytes is too large")
         data = b"".join(p[3] for p in parts)
         self._complete(st, stream_id, head[0] | _BE, head[1], head[2], data)
+
+    def _discard(self, frags: dict[int, tuple[int, int, int, bytes]], first: int,
+                 last: int) -> None:
+        for t in range(first, last + 1):
+            self.buffered -= len(frags.pop(t)[3])
+        self.fragments_held -= last - first + 1
 
     def _complete(
         self, st: _Inbound, stream_id: int, flags: int, ssn: int, ppid: int, data: bytes
@@ -111,6 +157,7 @@ class InboundStreams:
                 raise MalformedInput(f"stream {stream_id} repeats SSN {ssn}")
             st.ready[ssn] = (ppid, data)
             self.buffered += len(data)
+            self.fragments_held += 1
 
     def _drain(self, st: _Inbound, stream_id: int) -> None:
         ready = st.ready
@@ -119,17 +166,20 @@ class InboundStreams:
             if item is None:
                 return
             self.buffered -= len(item[1])
+            self.fragments_held -= 1
             self._deliver(DataReceived(stream_id, item[0], item[1], True))
             st.next_ssn = (st.next_ssn + 1) & 0xFFFF
 
     def forward(self, new_cumulative: int, skipped: tuple[tuple[int, int], ...]) -> None:
         """Apply a FORWARD TSN: drop partial messages at or below ``new_cumulative`` (unwrapped)
         and move ordered streams past the skipped SSNs (RFC 3758 §3.6)."""
-        for st in self._streams.values():
-            if st.fragments:
-                stale = [t for t in st.fragments if t <= new_cumulative]
-                for t in stale:
-                    self.buffered -= len(st.fragments.pop(t)[3])
+        order = self._order
+        while order and order[0][0] <= new_cumulative:
+            t, sid = heapq.heappop(order)
+            held = self._streams.get(sid)
+            if held is not None and (fragment := held.fragments.pop(t, None)) is not None:
+                self.buffered -= len(fragment[3])
+                self.fragments_held -= 1
         for stream_id, ssn in skipped:
             found = self._streams.get(stream_id)
             if found is None:
@@ -146,9 +196,14 @@ class InboundStreams:
             ):
                 ppid, data = st.ready.pop(waiting)
                 self.buffered -= len(data)
+                self.fragments_held -= 1
                 self._deliver(DataReceived(stream_id, ppid, data, True))
             st.next_ssn = (ssn + 1) & 0xFFFF
             self._drain(st, stream_id)
+
+    def stream_ids(self) -> tuple[int, ...]:
+        """The streams holding inbound state (an SSN other than 0 or stored data)."""
+        return tuple(self._streams)
 
     def reset(self, stream_ids: tuple[int, ...]) -> None:
         """The peer reset these outgoing streams: SSNs start again at 0 (RFC 6525 §5.2.2)."""
@@ -158,3 +213,4 @@ class InboundStreams:
                 continue
             self.buffered -= sum(len(f[3]) for f in st.fragments.values())
             self.buffered -= sum(len(r[1]) for r in st.ready.values())
+            self.fragments_held -= len(st.fragments) + len(st.ready)
