@@ -172,3 +172,49 @@ async def test_raw_server_frames_match_wsproto(n: int) -> None:
     client.receive_data(ours)
     (event,) = list(client.events())
     assert isinstance(event, BytesMessage) and event.data == payload and event.message_finished
+
+
+async def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
+    from wsproto.events import Ping
+
+    accepted: list[WebSocketLink] = []
+    async with trio.open_nursery() as nursery:
+        port = await start_server(nursery, accepted, echo=False)
+        link = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=FAST)
+        # link.run never starts: this client never reads, so the server's writer blocks once
+        # the socket buffers fill while its reader keeps answering pings.
+        ping = link._t.ws.send(Ping(payload=b"p" * 125))
+        for _ in range(200):
+            await link._t.stream.send_all(ping * 1000)
+        await trio.sleep(0.5)
+        assert len(accepted[0]._control) <= 2
+        nursery.cancel_scope.cancel()
+
+
+async def test_pending_handshakes_are_bounded() -> None:
+    settings = LinkSettings(handshake_timeout=5.0, max_pending_handshakes=4)
+    accepted: list[WebSocketLink] = []
+
+    async def on_link(link: WebSocketLink) -> None:
+        accepted.append(link)
+
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(
+            lambda task_status: serve_websocket_links(
+                SERVER, on_link, port=0, settings=settings, task_status=task_status
+            )
+        )
+        # Four silent clients occupy every handshake slot; a fifth is closed at once.
+        silent = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(4)]
+        await trio.sleep(0.2)
+        extra = await trio.open_tcp_stream("127.0.0.1", port)
+        with trio.fail_after(2):
+            assert await extra.receive_some(1) == b""
+        for s in silent:
+            await s.aclose()
+        await trio.sleep(0.2)
+        # Slots free again: an honest client gets its link.
+        link = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=FAST)
+        await link.aclose()
+        await extra.aclose()
+        nursery.cancel_scope.cancel()

@@ -88,8 +88,12 @@ class LinkSettings:
         keepalive_interval: float = 10.0,
         keepalive_timeout: float = 30.0,
         handshake_timeout: float = 10.0,
+        max_pending_handshakes: int = 256,
     ) -> None:
         self.send_queue = send_queue
+        # Connections still in TLS + upgrade + identity handshake: each costs a task and TLS
+        # state before we know who it is, so their number has a bound of its own.
+        self.max_pending_handshakes = max_pending_handshakes
         self.receive_queue = receive_queue
         self.keepalive_interval = keepalive_interval
         self.keepalive_timeout = keepalive_timeout
@@ -333,8 +337,7 @@ class WebSocketLink:
                         if self._closed is not None:
                             return
                 elif isinstance(event, Ping):
-                    self._control.append(event.response())
-                    self._send_ready.set()
+                    self._queue_control(event.response())
                 elif isinstance(event, Pong):
                     self._on_pong(bytes(event.payload))
                 elif isinstance(event, CloseConnection):
@@ -412,8 +415,16 @@ class WebSocketLink:
             self._ping_sent[self._ping_seq] = now
             if len(self._ping_sent) > 8:  # bound: forget pings that were never answered
                 del self._ping_sent[min(self._ping_sent)]
-            self._control.append(Ping(payload=_PING.pack(self._ping_seq)))
-            self._send_ready.set()
+            self._queue_control(Ping(payload=_PING.pack(self._ping_seq)))
+
+    def _queue_control(self, event: Event) -> None:
+        # RFC 6455 §5.5.3 lets us answer only the latest Ping, and one unsent Ping of our own is
+        # enough: the queue holds at most one frame of each kind, however fast a peer pings
+        # while it never reads.
+        kind = type(event)
+        self._control = [e for e in self._control if type(e) is not kind]
+        self._control.append(event)
+        self._send_ready.set()
 
     def _on_pong(self, payload: bytes) -> None:
         if len(payload) != _PING.size:
@@ -427,8 +438,7 @@ class WebSocketLink:
         """Send a keepalive now (tests and ``zmesh status`` use it for a fresh RTT)."""
         self._ping_seq += 1
         self._ping_sent[self._ping_seq] = trio.current_time()
-        self._control.append(Ping(payload=_PING.pack(self._ping_seq)))
-        self._send_ready.set()
+        self._queue_control(Ping(payload=_PING.pack(self._ping_seq)))
         await trio.lowlevel.checkpoint()
 
 
@@ -563,8 +573,15 @@ async def serve_websocket_links(
     """
     settings = settings or LinkSettings()
     ssl_ctx = identity.server_ssl_context()
+    handshakes = trio.CapacityLimiter(settings.max_pending_handshakes)
 
     async def handle(tcp: trio.SocketStream) -> None:
+        try:
+            handshakes.acquire_nowait()
+        except trio.WouldBlock:
+            log.debug("refused a link connection: too many handshakes in progress")
+            await trio.aclose_forcefully(tcp)
+            return
         stream = TlsStream(tcp, ssl_ctx, server_side=True)
         try:
             with trio.fail_after(settings.handshake_timeout):
@@ -583,6 +600,8 @@ async def serve_websocket_links(
             log.debug("refused a link connection: %s", exc.__class__.__name__)
             await _abort(stream)
             return
+        finally:
+            handshakes.release()
         try:
             await on_link(link)
         finally:
