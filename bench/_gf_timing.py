@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable
 
 try:
@@ -36,6 +35,8 @@ except ImportError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from zmesh.sansio.tetrys import gf16, gf256
 
+from _timing import best_seconds
+
 MIB = 1 << 20
 SYMBOL = 1200  # a typical DataChannel payload (MTU-sized symbol)
 COEF = 0x8E  # any coefficient outside {0, 1}: both take shortcuts
@@ -43,23 +44,7 @@ COEF = 0x8E  # any coefficient outside {0, 1}: both take shortcuts
 
 def _best_rate(op: Callable[[], None], nbytes: int, min_time: float, repeats: int) -> float:
     """Best bytes/s over ``repeats`` batches, each batch lasting at least ``min_time``."""
-    op()  # warm caches and tables
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            op()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            break
-        calls *= 2
-    best = elapsed / calls
-    for _ in range(repeats - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            op()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return nbytes / best
+    return nbytes / best_seconds(op, min_time, repeats)
 
 
 def _gbps(rate: float) -> float:

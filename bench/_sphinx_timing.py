@@ -10,9 +10,11 @@ Keys:
   sphinx_unwrap_us        unwrap_header at a relay (one hop, forwards a header: 2 X25519 + blind)
   sphinx_unwrap_last_us   unwrap_header at the last hop (no blinding)
   keyring_unwrap_us       SphinxKeyRing.unwrap at a relay (adds the replay-cache work)
-  x25519_floor_us         baseline: the X25519 work a relay unwrap cannot avoid with
-                          ``cryptography`` (load alpha, exchange, load the blinding factor as a
-                          private key, exchange), no Sphinx logic
+  x25519_floor_us         baseline: the X25519 work a relay unwrap cannot avoid (load alpha,
+                          exchange, then the blinding multiplication through
+                          ``zmesh._accel.x25519.scalarmult``), no Sphinx logic
+  x25519_backend          which backend does the blinding (libsodium or cryptography);
+                          printed when run as a script
   x25519_exchange_us      baseline: one X25519PrivateKey.exchange with a loaded peer key
   unwrap_overhead_us      sphinx_unwrap_us - x25519_floor_us (KDF, MAC, AES-CTR, ChaCha20,
                           command parsing, Python)
@@ -24,7 +26,6 @@ import hashlib
 import json
 import os
 import random
-import time
 from collections.abc import Callable
 
 try:
@@ -35,31 +36,18 @@ except ImportError:  # run from a checkout that is not pip-installed
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     from zmesh.sansio.onion.commands import CellAead, CircuitSetup
 
+from _timing import best_seconds
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from zmesh._accel.x25519 import BACKEND as X25519_BACKEND
+from zmesh._accel.x25519 import scalarmult
 from zmesh.sansio.onion.keyring import SphinxKeyRing
 from zmesh.sansio.onion.sphinx import ZMESH_GEOMETRY, PathHop, create_header, unwrap_header
 
 
 def _best_us(op: Callable[[], object], min_time: float = 0.02, repeats: int = 15) -> float:
     """Best microseconds per call over ``repeats`` batches of at least ``min_time`` seconds."""
-    op()
-    calls = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(calls):
-            op()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            break
-        calls *= 2
-    best = elapsed / calls
-    for _ in range(repeats - 1):
-        start = time.perf_counter()
-        for _ in range(calls):
-            op()
-        best = min(best, (time.perf_counter() - start) / calls)
-    return best * 1e6
+    return best_seconds(op, min_time, repeats) * 1e6
 
 
 def measure(min_time: float = 0.02, repeats: int = 15) -> dict[str, float]:
@@ -88,7 +76,7 @@ def measure(min_time: float = 0.02, repeats: int = 15) -> dict[str, float]:
     def floor() -> None:
         peer = X25519PublicKey.from_public_bytes(alpha)
         keys[0].exchange(peer)
-        X25519PrivateKey.from_private_bytes(blinding).exchange(peer)
+        scalarmult(blinding, alpha)
 
     peer = X25519PublicKey.from_public_bytes(alpha)
 
@@ -123,4 +111,4 @@ def measure(min_time: float = 0.02, repeats: int = 15) -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(measure()))
+    print(json.dumps({**measure(), "x25519_backend": X25519_BACKEND}))

@@ -20,7 +20,7 @@ from typing import Final
 
 from zmesh._accel import gf as _accel
 from zmesh._accel.gf import Buffer, WritableBuffer
-from zmesh.sansio.wire import LocalProtocolError
+from zmesh.sansio.tetrys._scalar import scalar_field
 
 __all__ = [
     "POLYNOMIAL",
@@ -48,54 +48,15 @@ POLYNOMIAL: Final = 0x13
 GENERATOR: Final = 2
 #: Number of field elements; the multiplicative group has ORDER - 1 = 15 elements.
 ORDER: Final = 16
-_GROUP: Final = ORDER - 1
-
-
-def _build_exp_log() -> tuple[bytes, bytes]:
-    exp = bytearray(2 * _GROUP)
-    log = bytearray(ORDER)
-    x = 1
-    for i in range(_GROUP):
-        exp[i] = x
-        log[x] = i
-        x <<= 1
-        if x & ORDER:
-            x ^= POLYNOMIAL
-    exp[_GROUP:] = exp[:_GROUP]
-    return bytes(exp), bytes(log)
-
-
-#: ``EXP[i] = alpha^i`` for 0 <= i < 30 (the second half repeats the first).
-#: ``LOG[a]`` for a != 0 (0..14); ``LOG[0]`` is 0 and meaningless.
-EXP, LOG = _build_exp_log()
-
-
-def mul_scalar(a: int, b: int) -> int:
-    """``a * b`` in GF(16)."""
-    if a == 0 or b == 0:
-        return 0
-    return EXP[LOG[a] + LOG[b]]
-
-
-def div_scalar(a: int, b: int) -> int:
-    """``a / b`` in GF(16); dividing by 0 raises :class:`LocalProtocolError`."""
-    if b == 0:
-        raise LocalProtocolError("division by zero in GF(16)")
-    if a == 0:
-        return 0
-    return EXP[LOG[a] + _GROUP - LOG[b]]
-
-
-def inv(a: int) -> int:
-    """The multiplicative inverse of ``a`` (1..15); 0 has none and raises."""
-    if not 0 < a < ORDER:
-        raise LocalProtocolError(f"{a} has no inverse in GF(16)")
-    return EXP[_GROUP - LOG[a]]
-
-
-def pow_alpha(exponent: int) -> int:
-    """``alpha^exponent`` for any integer exponent (the Vandermonde coefficient generator)."""
-    return EXP[exponent % _GROUP]
+_FIELD: Final = scalar_field(ORDER, POLYNOMIAL, "GF(16)")
+#: ``EXP[i] = alpha^i`` (two periods, so a sum of two logarithms indexes it directly);
+#: ``LOG[a]`` is the discrete logarithm of a != 0 (``LOG[0]`` is 0 and meaningless).
+EXP: Final = _FIELD.exp
+LOG: Final = _FIELD.log
+mul_scalar: Final = _FIELD.mul_scalar
+div_scalar: Final = _FIELD.div_scalar
+inv: Final = _FIELD.inv
+pow_alpha: Final = _FIELD.pow_alpha
 
 
 def pack(high: int, low: int) -> int:
