@@ -164,13 +164,10 @@ async def test_closing_one_peer_closes_the_other_promptly() -> None:
         del channel
 
 
-async def test_unread_channel_cannot_hold_more_than_the_receive_budget() -> None:
-    """Review finding: messages leave SCTP (freeing its receive window) as soon as they
-    arrive and wait in per-channel queues of 8192 messages, so a peer writing on a channel
-    nobody reads (``zmesh-control`` of a link) could park 8192 x 256 KiB here. The driver
-    holds at most CHANNEL_BUDGET bytes of unread messages per channel (RECEIVE_BUDGET per
-    peer connection) and drops (and counts) the rest."""
-    size, count = 65_536, 160  # 10 MiB, more than the 8 MiB budget
+async def test_link_control_junk_is_discarded_and_cells_still_flow() -> None:
+    """Review finding: a peer writing on a link's ``zmesh-control`` (which nothing reads) must
+    not park memory or stall the cells. The link discards control messages on arrival."""
+    size, count = 65_536, 160  # 10 MiB, more than the 8 MiB channel budget
     async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2:
         async with WebRtcPeer(e1) as a, WebRtcPeer(e2) as b:
             await connect(a, b)
@@ -178,15 +175,46 @@ async def test_unread_channel_cannot_hold_more_than_the_receive_budget() -> None
             with trio.fail_after(10):
                 link_b = await WebRtcLink.accept(b, b"A" * 32)
             control = link_a._channels.control
-            unread = link_b._channels.control._recv
             for _ in range(count):
                 await control.send(bytes(size))
             with trio.fail_after(20):
-                while unread.statistics().current_buffer_used + b.receive_overflow < count:
+                while b.receive_overflow < count:
                     await trio.sleep(0.01)
-            assert unread.statistics().current_buffer_used * size <= CHANNEL_BUDGET
-            assert b.queued_bytes <= RECEIVE_BUDGET and b.receive_overflow > 0
-            # Cells still flow: the junk fills only its own channel's budget.
+            assert b.queued_bytes == 0
             await link_a.send_cell(b"c" * 514)
             with trio.fail_after(10):
                 assert await link_b.receive_cell() == b"c" * 514
+
+
+async def test_unread_channel_pushes_back_instead_of_losing_messages() -> None:
+    """A channel nobody reads holds at most CHANNEL_BUDGET bytes; beyond that SCTP keeps the
+    messages and its window stops the sender. Once the reader reads, every message arrives,
+    in order, none lost."""
+    size, count = 65_536, 400  # 25 MiB: more than the budget, the SCTP window and send buffer
+    async with UdpEndpoint(("127.0.0.1", 0)) as e1, UdpEndpoint(("127.0.0.1", 0)) as e2:
+        async with WebRtcPeer(e1) as a, WebRtcPeer(e2) as b:
+            await connect(a, b)
+            sender = await a.create_channel("bulk")
+            with trio.fail_after(10):
+                receiver = await b.accept_channel()
+            sent = 0
+
+            async def send_all() -> None:
+                nonlocal sent
+                for i in range(count):
+                    await sender.send(i.to_bytes(4, "big") + bytes(size - 4))
+                    sent += 1
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send_all)
+                await trio.sleep(3)
+                # Nobody read: the queue stays within its budget and the sender is held back.
+                assert receiver.queued_bytes <= CHANNEL_BUDGET
+                assert b.queued_bytes <= RECEIVE_BUDGET
+                assert b.receive_stalls > 0 and sent < count
+                with trio.fail_after(30):
+                    for i in range(count):
+                        message = await receiver.receive()
+                        assert isinstance(message, bytes) and len(message) == size
+                        assert int.from_bytes(message[:4], "big") == i
+            assert b.receive_overflow == 0

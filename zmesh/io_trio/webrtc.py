@@ -54,10 +54,11 @@ log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 CHANNEL_QUEUE: Final = 8192  # received messages per channel before the driver waits
-#: Bytes of received, unread messages one channel may hold (beyond: dropped and counted in
-#: ``receive_overflow``). A message leaves SCTP (and its receive window) as it arrives, so
-#: without this a peer writing on a channel nobody reads (a link's ``zmesh-control``) could
-#: park CHANNEL_QUEUE x 256 KiB per channel. 8192 cells of a busy link are about 4.3 MiB.
+#: Bytes of received, unread messages one channel may hold. Past it the driver stops taking
+#: messages out of SCTP, whose receive window then closes and stops the sender: back-pressure,
+#: never loss. (A channel whose messages we never want, a link's ``zmesh-control``, discards
+#: them on arrival instead, so it cannot stall the cells.) 8192 cells of a busy link are about
+#: 4.3 MiB.
 CHANNEL_BUDGET: Final = 8 * 1024 * 1024
 #: The same bound for all channels of one peer connection together (a peer may open many).
 RECEIVE_BUDGET: Final = 4 * CHANNEL_BUDGET
@@ -87,6 +88,9 @@ class WebRtcChannel:
         self.protocol: str = str(getattr(channel, "protocol", ""))
         self._send, self._recv = trio.open_memory_channel[bytes | str](CHANNEL_QUEUE)
         self.queued_bytes = 0  # received, not yet read (bounded by CHANNEL_BUDGET)
+        #: Drop what arrives (counted in the peer's ``receive_overflow``) instead of queueing
+        #: it: for channels that carry nothing this end reads.
+        self.discard_incoming = False
         self.open = trio.Event()
         self.closed = False
         self._writable = trio.Event()
@@ -114,6 +118,11 @@ class WebRtcChannel:
             raise ChannelClosedError(self.label) from None
         self._peer.queued_bytes -= len(message)
         self.queued_bytes -= len(message)
+        if self._peer._held is not None:
+            # Room again: take the held message and what SCTP kept behind it, and let the
+            # connection send the window update.
+            self._peer._dispatch_events()
+            self._peer._command(lambda now: None)
         return message
 
     def __aiter__(self) -> WebRtcChannel:
@@ -182,9 +191,13 @@ class WebRtcPeer:
         self._nursery: trio.Nursery | None = None
         self.failure: str | None = None
         self.inbox_dropped = 0
-        self.receive_overflow = 0
+        self.receive_overflow = 0  # messages dropped on arrival (discarding channels)
+        self.receive_stalls = 0  # times a full channel made us leave messages in SCTP
         #: Bytes of received messages waiting in channel queues (bounded by RECEIVE_BUDGET).
         self.queued_bytes = 0
+        #: A MessageReceived that did not fit its channel's budget; while set, no further
+        #: events are taken from the connection (SCTP holds them, and its window shrinks).
+        self._held: Any | None = None
         self.candidates_dropped = 0
         self._candidates_send, self._candidates_recv = trio.open_memory_channel[
             Candidate | None](CANDIDATE_QUEUE)
@@ -398,9 +411,35 @@ class WebRtcPeer:
             data, destination = self._backlog.popleft()
             await self.endpoint.sendto(data, destination, self)
 
+    def _deliver(self, event: Any) -> bool:
+        """Queue a received message on its channel; False if it must wait for room."""
+        target = self._channels.get(int(event.channel_id))
+        if target is None or target.closed:
+            return True  # its channel is gone: nobody will read it
+        if target.discard_incoming:
+            self.receive_overflow += 1
+            return True
+        size = len(event.data)
+        # An empty queue always takes one message (at most 256 KiB), so progress never stops.
+        if (target.queued_bytes and target.queued_bytes + size > CHANNEL_BUDGET) or (
+            self.queued_bytes and self.queued_bytes + size > RECEIVE_BUDGET
+        ):
+            return False
+        try:
+            target._send.send_nowait(event.data)
+        except trio.WouldBlock:
+            return False
+        except trio.ClosedResourceError:
+            return True
+        target.queued_bytes += size
+        self.queued_bytes += size
+        return True
+
     def _dispatch_events(self) -> None:
         changed = False
-        while (event := self.pc.next_event()) is not None:
+        if self._held is not None and self._deliver(self._held):
+            self._held = None
+        while self._held is None and (event := self.pc.next_event()) is not None:
             name = type(event).__name__
             if isinstance(event, ConnectionStateChanged):
                 changed = True
@@ -428,19 +467,9 @@ class WebRtcPeer:
                         self._accept_send.send_nowait(opened)
                 opened.open.set()
             elif name == "MessageReceived":
-                target = self._channels.get(int(event.channel_id))
-                if target is not None and not target.closed:
-                    size = len(event.data)
-                    try:
-                        if (target.queued_bytes + size > CHANNEL_BUDGET
-                                or self.queued_bytes + size > RECEIVE_BUDGET):
-                            raise trio.WouldBlock
-                        target._send.send_nowait(event.data)
-                        target.queued_bytes += size
-                        self.queued_bytes += size
-                    except (trio.WouldBlock, trio.ClosedResourceError):
-                        self.receive_overflow += 1
-                        log.warning("channel %s receive queue full: message dropped", target.id)
+                if not self._deliver(event):
+                    self._held = event
+                    self.receive_stalls += 1
             elif name == "ChannelClosed":
                 cid = int(getattr(event, "channel_id", getattr(event, "id", -1)))
                 closed = self._channels.pop(cid, None)
@@ -566,6 +595,9 @@ class WebRtcLink:
         self._closed = False
         self._fec = _TetrysCells(peer, channels.cells) \
             if channels.cells.label == self.FEC_LABEL else None
+        # Nothing on zmesh-control is read yet: drop it on arrival so it cannot hold the
+        # connection's receive budget (and with it the cells).
+        channels.control.discard_incoming = True
 
     @classmethod
     async def open(cls, peer: WebRtcPeer, peer_id: bytes, *, fec: bool = False) -> WebRtcLink:

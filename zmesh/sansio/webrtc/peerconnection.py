@@ -54,6 +54,9 @@ __all__ = [
 
 Address = tuple[str, int]
 MAX_EVENTS: Final = 8192
+#: Events taken from SCTP ahead of the application (see _pull_sctp_events); far below
+#: MAX_EVENTS, so a message is never dropped for want of room here.
+SCTP_EVENTS_AHEAD: Final = 64
 DTLS_HANDSHAKE_TIMEOUT: Final = 30.0
 
 class ConnectionState(enum.Enum):
@@ -303,8 +306,7 @@ class PeerConnection:
                             self._drop("malformed-sctp")
                     if self.dtls.has_events():  # output waits for datagrams_to_send
                         self._drain_dtls(now)
-                    while (sctp_event := sctp.next_event()) is not None:
-                        self._on_sctp_event(sctp_event)
+                    self._pull_sctp_events()
                     return
             if self._dtls_deadline is None:
                 self._dtls_deadline = now + DTLS_HANDSHAKE_TIMEOUT
@@ -354,7 +356,19 @@ class PeerConnection:
     def next_event(self) -> Any:
         if not self._events:
             self._absorb(None)
+        self._pull_sctp_events()
         return self._events.popleft() if self._events else None
+
+    def _pull_sctp_events(self) -> None:
+        # Only up to SCTP_EVENTS_AHEAD events wait here: a message the application has not
+        # taken beyond that stays in the association, where it counts against the receive
+        # window we advertise. That window, not a queue here, holds a fast sender back.
+        sctp = self.sctp
+        while sctp is not None and len(self._events) < SCTP_EVENTS_AHEAD:
+            sctp_event = sctp.next_event()
+            if sctp_event is None:
+                return
+            self._on_sctp_event(sctp_event)
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -423,8 +437,7 @@ class PeerConnection:
                         else:
                             self._out.extend([(record, destination) for record in records])
                         self._drain_dtls(now)
-                while (sctp_event := sctp.next_event()) is not None:
-                    self._on_sctp_event(sctp_event)
+                self._pull_sctp_events()
             if layers == (self.dtls, self.sctp) and (dtls is None or not dtls.has_events()):
                 return
 
@@ -439,9 +452,7 @@ class PeerConnection:
                     self._on_ice_event(ice_event, now)
             if self.dtls is not None:
                 self._drain_dtls(now)
-        if self.sctp is not None:
-            while (sctp_event := self.sctp.next_event()) is not None:
-                self._on_sctp_event(sctp_event)
+        self._pull_sctp_events()
 
     def _drain_dtls(self, now: float) -> bool:
         dtls = self.dtls
