@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from zmesh.sansio.onion import CELL_SIZE, OnionNode, RelayKind, RouteHop
+from zmesh.sansio.onion import CELL_SIZE, CircuitHandle, OnionNode, RelayKind, RouteHop
 from zmesh.sansio.onion.cells import encode_relay_message
 from zmesh.sansio.onion.keyring import SphinxKeyRing
 from zmesh.sansio.onion.layers import ClientLayers, RelayLayers
@@ -99,7 +99,8 @@ def _pump(nodes: dict[str, OnionNode]) -> None:
                 nodes[dst].receive_cell(f"{dst}-{src}", cell, 0.0)
 
 
-def measure_cells() -> dict[str, float]:
+def _two_hop_circuit() -> tuple[dict[str, OnionNode], CircuitHandle, list[RouteHop]]:
+    """Client "c" → relay "r" → exit "x", linked, one circuit built; its path for more."""
     client, relay, exit_ = _three_nodes()
     nodes = {"c": client, "r": relay, "x": exit_}
     # Link ids are "<me>-<peer>" strings (str hashes are cached, like the object ids a real
@@ -113,6 +114,12 @@ def measure_cells() -> dict[str, float]:
         path.append(RouteHop(node.node_id, node.keyring.public_keys(0.0)[epoch], epoch))
     handle = client.build_circuit(path, 0.0)
     _pump(nodes)
+    return nodes, handle, path
+
+
+def measure_cells() -> dict[str, float]:
+    nodes, handle, path = _two_hop_circuit()
+    client, relay, exit_ = nodes["c"], nodes["r"], nodes["x"]
     while exit_.next_event() is not None:
         pass
     payload = bytes(900)
@@ -269,17 +276,8 @@ def measure_stream_path() -> dict[str, float]:
     from zmesh.sansio.onion import MAX_RELAY_PAYLOAD, RelayMessageReceived
     from zmesh.sansio.streams import DataReceived, Role, StreamMux
 
-    client, relay, exit_ = _three_nodes()
-    nodes = {"c": client, "r": relay, "x": exit_}
-    for a, b in (("c", "r"), ("r", "x")):
-        nodes[a].link_up(f"{a}-{b}", nodes[b].node_id, 0.0)
-        nodes[b].link_up(f"{b}-{a}", nodes[a].node_id, 0.0)
-    path = []
-    for node in (relay, exit_):
-        epoch = node.keyring.epoch_at(0.0)
-        path.append(RouteHop(node.node_id, node.keyring.public_keys(0.0)[epoch], epoch))
-    handle = client.build_circuit(path, 0.0)
-    _pump(nodes)
+    nodes, handle, _path = _two_hop_circuit()
+    client, relay, exit_ = nodes["c"], nodes["r"], nodes["x"]
     exit_handle = exit_.circuits()[0]
     # Windows large enough that no SENDME is due within the benchmark (they are rare anyway:
     # one per 128 KiB), so cells can be generated up front.
