@@ -8,4 +8,9 @@ pure-Python GF(256) twin (``zmesh.sansio.tetrys.gf256.BACKEND == "python"``).
 
 from setuptools import setup  # type: ignore[import-untyped,unused-ignore]
 
-setup(cffi_modules=["zmesh/_accel/build_gf.py:ffibuilder"])
+setup(
+    cffi_modules=[
+        "zmesh/_accel/build_gf.py:ffibuilder",
+        "zmesh/_accel/build_cells.py:ffibuilder",
+    ]
+)

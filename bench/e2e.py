@@ -1,8 +1,8 @@
 """End-to-end benchmark on loopback: zmesh through 1, 2 and 3 hops vs. direct vs. Tor.
 
 Starts real processes (``zmesh rendezvous``, ``--nodes`` ``zmesh node``\\ s, one ``zmesh proxy``
-per hop count, the test web server on 127.0.0.2) and measures with curl, exactly as
-``../shared/tools/tor_loopback.sh`` measures Tor:
+per hop count, and, like ``../shared/tools/tor_loopback.sh``, ``python3 -m http.server`` on
+127.0.0.2 serving random files) and measures with curl, exactly as that script measures Tor:
 
 - throughput: ``--runs`` downloads of ``--mb`` MiB, Mbit/s = bytes·8 / curl ``time_total``, on a
   circuit built beforehand by a small fetch (circuit setup is not part of the timed download);
@@ -73,6 +73,38 @@ class Proc:
             except subprocess.TimeoutExpired:
                 self.p.kill()
                 self.p.wait()
+        self.logf.close()
+
+
+class StaticServer:
+    """``python3 -m http.server`` on WEB_HOST serving ``root`` (tor_loopback.sh's server)."""
+
+    def __init__(self, root: pathlib.Path, logfile: pathlib.Path) -> None:
+        import socket
+
+        with socket.socket() as s:
+            s.bind((WEB_HOST, 0))
+            self.port = s.getsockname()[1]
+        self.logf = open(logfile, "wb")  # noqa: SIM115 - closed in stop()
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "http.server", str(self.port), "--bind", WEB_HOST,
+             "--directory", str(root)],
+            stdout=self.logf, stderr=self.logf,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection((WEB_HOST, self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"http.server did not start; see {logfile}")
+
+    def stop(self) -> None:
+        if self.p.poll() is None:
+            self.p.terminate()
+            self.p.wait(5)
         self.logf.close()
 
 
@@ -197,7 +229,7 @@ def profile_client(rendezvous: str, host: str, port: int, size: int, top: int = 
     async def main() -> None:
         config = NodeConfig(rendezvous=(rendezvous,), listen=False, relay=False, exit=False)
         async with Node(config) as client:
-            for n, prof in ((1000, None), (size, profiler)):
+            for n, prof in ((1024, None), (size, profiler)):
                 stream = await client.open_tcp_stream(host, port)
                 if prof:
                     prof.enable()
@@ -264,7 +296,7 @@ def main() -> int:
     hops_list = [int(h) for h in args.hops.split(",")]
     started = time.monotonic()
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="zmesh-e2e-"))
-    procs: list[Proc] = []
+    procs: list[Proc | StaticServer] = []
     result: dict[str, Any] = {"bench": "e2e", "file_bytes": size, "cpus": os.cpu_count()}
     try:
         rv = Proc(
@@ -272,9 +304,17 @@ def main() -> int:
             tmp / "rv.log",
         )
         procs.append(rv)
-        web = Proc(["-m", "zmesh.io_trio.testsite", "--host", WEB_HOST], tmp / "web.log")
+        # The destination is what tor_loopback.sh measures Tor against: `python3 -m
+        # http.server` serving random files, so every path here (direct, zmesh, Tor) pays the
+        # same small server cost.
+        www = tmp / "www"
+        (www / "bytes").mkdir(parents=True)
+        for n in (1024, size):
+            with open(www / "bytes" / str(n), "wb") as f:
+                f.write(os.urandom(n))
+        web = StaticServer(www, tmp / "web.log")
         procs.append(web)
-        base = f"http://{WEB_HOST}:{web.info['port']}"
+        base = f"http://{WEB_HOST}:{web.port}"
         for i in range(args.nodes):
             procs.append(
                 Proc(
@@ -329,8 +369,7 @@ def main() -> int:
             procs.remove(proxy)
         if args.profile:
             log("profiling an in-process client through 2 hops ...")
-            result["client_profile_top"] = profile_client(rv.info["url"], WEB_HOST,
-                                                          web.info["port"], min(size, 30_000_000))
+            result["client_profile_top"] = profile_client(rv.info["url"], WEB_HOST, web.port, size)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         result["error"] = str(exc)
     finally:

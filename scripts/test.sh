@@ -12,6 +12,7 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v gcc >/dev/null || need_apt+=(gcc)
+[ -f /usr/include/openssl/evp.h ] || need_apt+=(libssl-dev)  # the C cell kernels (zmesh/_accel/cell_kernels.c)
 if [ "${#need_apt[@]}" -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing Debian packages: ${need_apt[*]}"

@@ -59,6 +59,7 @@ _NODE_DEFAULTS: dict[str, Any] = {
     "socks_user": None,
     "socks_password": None,
     "hops": 2,
+    "cell_aead": "auto",
     "keepalive": 10.0,
     "record_lifetime": 3600.0,
     "refresh_interval": 60.0,
@@ -106,6 +107,12 @@ def _node_like(parser: argparse.ArgumentParser, defaults: dict[str, Any]) -> Non
         type=int,
         choices=(1, 2, 3),
         help="circuit length (default 2; 1 is for benchmarks: no anonymity)",
+    )
+    parser.add_argument(
+        "--cell-aead",
+        choices=("auto", "aes-256-gcm", "chacha20-poly1305"),
+        help="AEAD of the circuits this node builds (default auto: AES-256-GCM when the CPU "
+        "has AES instructions, else ChaCha20-Poly1305)",
     )
     parser.add_argument("--keepalive", type=float, help="link keepalive interval in seconds")
     parser.add_argument(
@@ -213,6 +220,7 @@ def _node_config(s: dict[str, Any], *, listen: bool) -> NodeConfig:
         rendezvous=tuple(s["rendezvous"]),
         record_lifetime=float(s["record_lifetime"]),
         refresh_interval=float(s["refresh_interval"]),
+        cell_aead=str(s["cell_aead"]),
         link=LinkSettings(keepalive_interval=keepalive, keepalive_timeout=3 * keepalive + 5),
     )
 

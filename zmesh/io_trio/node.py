@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import math
 import secrets
@@ -51,7 +52,7 @@ from zmesh.io_trio.websocket_link import (
     serve_websocket_links,
 )
 from zmesh.sansio.exit.policy import ExitPolicy
-from zmesh.sansio.onion.cells import MAX_RELAY_PAYLOAD, DestroyReason, RelayKind
+from zmesh.sansio.onion.cells import CELL_SIZE, MAX_RELAY_PAYLOAD, DestroyReason, RelayKind
 from zmesh.sansio.onion.events import (
     CircuitBuilt,
     CircuitDestroyed,
@@ -59,6 +60,7 @@ from zmesh.sansio.onion.events import (
     CircuitOpened,
     LinkNeeded,
     RelayMessageReceived,
+    RelayMessagesReceived,
     RouteHop,
 )
 from zmesh.sansio.onion.keyring import DEFAULT_EPOCH_LENGTH, SphinxKeyRing
@@ -106,6 +108,10 @@ class NodeConfig:
     message_queue: int = 256  # end-to-end messages held for the application
     max_peers: int = 4096  # peer records held; the soonest-expiring goes first
     max_exit_connections: int = 1024  # TCP connections this exit holds open at once
+    # AEAD of the circuits this node builds (its hops learn which): "auto" picks AES-256-GCM
+    # when the CPU has AES instructions (cheaper per cell there: bench/cells.py), else
+    # ChaCha20-Poly1305, which is fast and constant-time in software.
+    cell_aead: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -137,6 +143,22 @@ def _wall() -> float:
     return time.time()
 
 
+@functools.cache
+def cpu_has_aes() -> bool:
+    """Whether this CPU has AES instructions (x86 AES-NI, Arm's AES extension), read from
+    /proc/cpuinfo; False when that cannot be read. Without them OpenSSL's AES-GCM runs a
+    slower constant-time software path, and ChaCha20-Poly1305 is the better cell AEAD."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return "aes" in value.split()
+    except OSError:
+        pass
+    return False
+
+
 class Node:
     """A running zmesh node (client, relay and/or exit). Use ``async with Node(config)``."""
 
@@ -152,7 +174,7 @@ class Node:
         self.onion = OnionNode(
             self.node_id,
             self.keyring,
-            config=OnionConfig(max_queued_cells=ONION_QUEUED_CELLS, min_hops=1),
+            config=OnionConfig(max_queued_cells=ONION_QUEUED_CELLS, min_hops=1, batch_events=True),
         )
         self.peers: dict[bytes, PeerRecord] = {}
         self.links: dict[bytes, Link] = {}
@@ -171,6 +193,7 @@ class Node:
         self._published: dict[str, int] = {}  # rendezvous url -> seq it holds from us
         self._flush_lock = trio.Lock()
         self._flush_wanted = trio.Event()
+        self._flush_follows = False  # inside a drain whose caller flushes right after
         self._timer_changed = trio.Event()
         # The deadline _timer_task sleeps toward; -1 means "not sleeping on one" (wake it).
         self._armed_deadline: float | None = -1.0
@@ -360,17 +383,22 @@ class Node:
             self.links[peer] = link
             self._drain_events()
             await self._flush()
-            batch = link.receive_cells if isinstance(link, WebSocketLink) else None
+            blocks = link.receive_blocks if isinstance(link, WebSocketLink) else None
             key = cast(Hashable, link)
+            onion = self.onion
             try:
                 while True:
-                    cells = await batch() if batch is not None else [await link.receive_cell()]
-                    errors = self.onion.receive_cells(key, cells, _wall())
+                    if blocks is not None:
+                        errors = []
+                        for block in await blocks():
+                            errors.extend(onion.receive_block(key, block, _wall()))
+                    else:
+                        errors = onion.receive_cells(key, [await link.receive_cell()], _wall())
                     if errors:
                         self.dropped_cells += len(errors)
                         for err in errors:
                             log.debug("dropped a cell from %s: %s", peer[:4].hex(), err)
-                    self._drain_events()
+                    self._drain_events(wake_flusher=False)
                     await self._flush()
             except LinkClosed as exc:
                 log.info("link to %s closed: %s", peer[:4].hex(), exc.reason)
@@ -446,9 +474,25 @@ class Node:
 
     # -- the onion driver -----------------------------------------------------------------
 
-    def _drain_events(self) -> None:
+    def _drain_events(self, *, wake_flusher: bool = True) -> None:
+        """Handle every onion event (and the mux work they cause). ``wake_flusher=False``
+        when the caller flushes right after (a link's reader): waking the flush task too
+        would cost a scheduler pass per batch for nothing."""
         onion = self.onion
         dirty = self._dirty
+        self._flush_follows = not wake_flusher
+        try:
+            self._drain_loop(onion, dirty)
+        finally:
+            self._flush_follows = False
+        if wake_flusher:
+            self._flush_wanted.set()
+        # Wake the timer task only when the onion's next deadline moved: on the data path it
+        # does not, and a wake-up per batch of cells was ~4 % of a relay's CPU.
+        if self.onion.get_timer() != self._armed_deadline:
+            self._timer_changed.set()
+
+    def _drain_loop(self, onion: OnionNode, dirty: set[CircuitStreams]) -> None:
         while True:
             event = onion.next_event()
             if event is None:
@@ -459,7 +503,9 @@ class Node:
                 for end in ends:
                     end.dispatch()  # may queue more onion work (SENDMEs); loop again
                 continue
-            if isinstance(event, RelayMessageReceived):
+            if isinstance(event, RelayMessagesReceived):
+                self._on_relay_messages(event)
+            elif isinstance(event, RelayMessageReceived):
                 self._on_relay_message(event)
             elif isinstance(event, CircuitBuilt):
                 pending = self._pending.pop(event.circuit, None)
@@ -473,30 +519,20 @@ class Node:
                 self._on_destroyed(event)
             elif isinstance(event, LinkNeeded) and self._nursery is not None:
                 self._nursery.start_soon(self._dial_for_onion, event.peer_id)
-        self._flush_wanted.set()
-        # Wake the timer task only when the onion's next deadline moved: on the data path it
-        # does not, and a wake-up per batch of cells was ~4 % of a relay's CPU.
-        if self.onion.get_timer() != self._armed_deadline:
-            self._timer_changed.set()
+
+    def _on_relay_messages(self, event: RelayMessagesReceived) -> None:
+        """A run of same-kind messages (the onion's batch event): one mux call for a run of
+        STREAM messages, the per-message handling for the rest."""
+        if event.kind == RelayKind.STREAM:
+            self._on_stream_messages(event.circuit, event.payloads)
+            return
+        for payload in event.payloads:
+            self._on_relay_message(RelayMessageReceived(event.circuit, event.kind, payload))
 
     def _on_relay_message(self, event: RelayMessageReceived) -> None:
         circuit = event.circuit
         if event.kind == RelayKind.STREAM:
-            end = self._ends.get(circuit)
-            if end is None:
-                info = self._circuits.get(circuit)
-                end = info.streams if info is not None else None
-            if end is None:
-                return
-            try:
-                end.mux.receive_message(event.payload)
-            except ProtocolError as exc:
-                log.info("stream protocol violation, tearing the circuit down: %s", exc)
-                self._destroy(circuit, DestroyReason.PROTOCOL)
-                return
-            # Dispatch once per batch of cells, not per cell: the mux coalesces a stream's
-            # received bytes until next_event(), so readers get large chunks.
-            self._dirty.add(end)
+            self._on_stream_messages(circuit, (event.payload,))
         elif event.kind == RelayKind.E2E_MESSAGE:
             try:
                 self._msg_send.send_nowait(ReceivedMessage(bytes(event.payload), circuit))
@@ -507,6 +543,23 @@ class Node:
                 self.onion.send_relay_message(
                     circuit, RelayKind.PONG, bytes(event.payload), _wall()
                 )
+
+    def _on_stream_messages(self, circuit: CircuitHandle, payloads: tuple[bytes, ...]) -> None:
+        end = self._ends.get(circuit)
+        if end is None:
+            info = self._circuits.get(circuit)
+            end = info.streams if info is not None else None
+        if end is None:
+            return
+        try:
+            end.mux.receive_messages(payloads)
+        except ProtocolError as exc:
+            log.info("stream protocol violation, tearing the circuit down: %s", exc)
+            self._destroy(circuit, DestroyReason.PROTOCOL)
+            return
+        # Dispatch once per batch of cells, not per cell: the mux coalesces a stream's
+        # received bytes until next_event(), so readers get large chunks.
+        self._dirty.add(end)
 
     def _on_destroyed(self, event: CircuitDestroyed) -> None:
         circuit = event.circuit
@@ -556,7 +609,8 @@ class Node:
                 self._backlogged[circuit] = pump
             else:
                 self._backlogged.pop(circuit, None)
-            self._flush_wanted.set()
+            if not self._flush_follows:
+                self._flush_wanted.set()
 
         return pump
 
@@ -641,13 +695,13 @@ class Node:
         """Move every queued cell to its link, in order, waiting for queue space."""
         async with self._flush_lock:
             while True:
-                out = self.onion.cells_to_send()
+                out = self.onion.blocks_to_send()
                 if not out:
                     if not self._backlogged:
                         return
                     for pump in list(self._backlogged.values()):
                         pump()
-                    out = self.onion.cells_to_send()
+                    out = self.onion.blocks_to_send()
                     if not out:
                         return
                 by_link: dict[Link, list[bytes]] = {}
@@ -665,6 +719,13 @@ class Node:
                         self.dropped_cells += len(cells)
 
     # -- circuits (client role) -----------------------------------------------------------
+
+    @property
+    def cell_aead(self) -> str:
+        """The cell AEAD this node's circuits use (``NodeConfig.cell_aead`` resolved)."""
+        if self.config.cell_aead != "auto":
+            return self.config.cell_aead
+        return "aes-256-gcm" if cpu_has_aes() else "chacha20-poly1305"
 
     def _usable(self, record: PeerRecord, epoch: int, now_trio: float) -> bool:
         return (
@@ -723,7 +784,7 @@ class Node:
         except LinkClosed as exc:
             self._avoid[path[0].node_id] = trio.current_time() + 30.0
             raise NoPath(f"first hop unreachable: {exc.reason}") from exc
-        circuit = self.onion.build_circuit(route, _wall())
+        circuit = self.onion.build_circuit(route, _wall(), aead=self.cell_aead)
         pending = _Pending()
         self._pending[circuit] = pending
         self._drain_events()
@@ -847,17 +908,19 @@ class Node:
         }
 
 
-async def _send_cells(link: Link, cells: list[bytes]) -> None:
+async def _send_cells(link: Link, blocks: list[bytes]) -> None:
+    """Hand ``blocks`` (runs of whole cells, in order) to ``link``, waiting for queue space."""
     if isinstance(link, WebSocketLink):
-        while cells:
-            n = link.send_cells_nowait(cells)
-            if n == len(cells):
+        while blocks:
+            n = link.send_blocks_nowait(blocks)
+            if n == len(blocks):
                 return
-            cells = cells[n:]
+            blocks = blocks[n:]
             await link.wait_send_space()
     else:
-        for cell in cells:
-            await link.send_cell(cell)
+        for block in blocks:
+            for i in range(0, len(block), CELL_SIZE):
+                await link.send_cell(block[i : i + CELL_SIZE])
 
 
 async def splice(a: trio.abc.Stream, b: trio.abc.Stream, chunk: int = 65536) -> None:

@@ -68,7 +68,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CELL_SIZE = 1024  # zmesh cells are one size on every link (DESIGN.md §4)
+CELL_SIZE = 1024  # zmesh cells are one size on every link (DESIGN.md §4); ">> 10" below
 MAX_CELLS_PER_MESSAGE = 64  # 64 KiB messages: one TLS write of ~4 records
 LINK_PATH = "/zmesh/link"
 SUBPROTOCOL = "zmesh-link.v1"
@@ -169,8 +169,12 @@ class WebSocketLink:
         self._settings = settings
         self._stats = LinkStats()
         self.remote = remote
-        self._send_q: collections.deque[bytes] = collections.deque()
+        # Both queues hold runs: each entry is one or more whole cells back to back (a received
+        # message, a kernel's output). The bounds count cells, not entries.
+        self._send_q: collections.deque[bytes | memoryview] = collections.deque()
+        self._send_cells = 0
         self._recv_q: collections.deque[bytes] = collections.deque()
+        self._recv_cells = 0
         self._control: list[Event] = []
         self._send_ready = trio.Event()  # writer has something to do
         self._send_space = trio.Event()  # a blocked sender may retry
@@ -200,8 +204,9 @@ class WebSocketLink:
         while True:
             if self._closed is not None:
                 raise self._closed
-            if len(self._send_q) < self._settings.send_queue:
+            if self._send_cells < self._settings.send_queue:
                 self._send_q.append(cell)
+                self._send_cells += 1
                 self._send_ready.set()
                 # A checkpoint keeps send_cell cancellable and fair without a task switch per
                 # cell when nothing else is runnable.
@@ -211,18 +216,37 @@ class WebSocketLink:
             await self._send_space.wait()
 
     def send_cells_nowait(self, cells: list[bytes]) -> int:
-        """Queue as many of ``cells`` as fit; returns how many. The runtime's batch fast path."""
+        """Queue as many of ``cells`` as fit; returns how many."""
         if self._closed is not None:
             raise self._closed
-        room = self._settings.send_queue - len(self._send_q)
+        room = self._settings.send_queue - self._send_cells
         taken = cells if len(cells) <= room else cells[: max(room, 0)]
         if taken:
             self._send_q.extend(taken)
+            self._send_cells += len(taken)
             self._send_ready.set()
         return len(taken)
 
+    def send_blocks_nowait(self, blocks: list[bytes]) -> int:
+        """Queue leading ``blocks`` (each one or more whole cells) while the queue is under
+        its bound; returns how many blocks were taken. The runtime's fast path: a run stays
+        one buffer until the writer frames it."""
+        if self._closed is not None:
+            raise self._closed
+        limit = self._settings.send_queue
+        taken = 0
+        for block in blocks:
+            if self._send_cells >= limit:
+                break
+            self._send_q.append(block)
+            self._send_cells += len(block) >> 10  # // CELL_SIZE
+            taken += 1
+        if taken:
+            self._send_ready.set()
+        return taken
+
     async def wait_send_space(self) -> None:
-        while self._closed is None and len(self._send_q) >= self._settings.send_queue:
+        while self._closed is None and self._send_cells >= self._settings.send_queue:
             if self._send_space.is_set():
                 self._send_space = trio.Event()
             await self._send_space.wait()
@@ -230,29 +254,41 @@ class WebSocketLink:
             raise self._closed
 
     async def receive_cell(self) -> bytes:
-        while not self._recv_q:
-            if self._closed is not None:
-                raise self._closed
-            if self._recv_ready.is_set():
-                self._recv_ready = trio.Event()
-            await self._recv_ready.wait()
-        cell = self._recv_q.popleft()
+        await self._wait_received()
+        block = self._recv_q.popleft()
+        if len(block) > CELL_SIZE:
+            self._recv_q.appendleft(block[CELL_SIZE:])
+            block = block[:CELL_SIZE]
+        self._recv_cells -= 1
         self._recv_space.set()
         await trio.lowlevel.checkpoint_if_cancelled()
-        return cell
+        return block
 
     async def receive_cells(self) -> list[bytes]:
-        """Every cell queued so far (at least one); the runtime's batch fast path."""
+        """Every cell queued so far (at least one), one per entry."""
+        return [
+            block[i : i + CELL_SIZE]
+            for block in await self.receive_blocks()
+            for i in range(0, len(block), CELL_SIZE)
+        ]
+
+    async def receive_blocks(self) -> list[bytes]:
+        """Everything queued so far (at least one cell), as received: each entry is one
+        message's whole cells back to back. The runtime's fast path (``receive_block``)."""
+        await self._wait_received()
+        blocks = list(self._recv_q)
+        self._recv_q.clear()
+        self._recv_cells = 0
+        self._recv_space.set()
+        return blocks
+
+    async def _wait_received(self) -> None:
         while not self._recv_q:
             if self._closed is not None:
                 raise self._closed
             if self._recv_ready.is_set():
                 self._recv_ready = trio.Event()
             await self._recv_ready.wait()
-        cells = list(self._recv_q)
-        self._recv_q.clear()
-        self._recv_space.set()
-        return cells
 
     async def aclose(self) -> None:
         if self._closed is None:
@@ -320,17 +356,13 @@ class WebSocketLink:
                         stats.dropped_malformed += 1
                         self._close(f"message of {n} bytes is not whole cells")
                         return
-                    if n == CELL_SIZE:
-                        self._recv_q.append(bytes(data))
-                    else:
-                        view = memoryview(data)
-                        self._recv_q.extend(
-                            bytes(view[i : i + CELL_SIZE]) for i in range(0, n, CELL_SIZE)
-                        )
+                    # The whole message stays one buffer: the node opens it run by run.
+                    self._recv_q.append(data if type(data) is bytes else bytes(data))
+                    self._recv_cells += n // CELL_SIZE
                     stats.cells_received += n // CELL_SIZE
                     stats.bytes_received += n
                     self._recv_ready.set()
-                    while len(self._recv_q) >= self._settings.receive_queue:
+                    while self._recv_cells >= self._settings.receive_queue:
                         if self._recv_space.is_set():
                             self._recv_space = trio.Event()
                         await self._recv_space.wait()
@@ -370,7 +402,7 @@ class WebSocketLink:
                     self._send_ready = trio.Event()
                     await self._send_ready.wait()
                     continue
-                frames: list[bytes] = []
+                frames: list[bytes | memoryview] = []
                 if self._control:
                     frames.extend(self._t.ws.send(e) for e in self._control)
                     self._control.clear()
@@ -385,14 +417,15 @@ class WebSocketLink:
                 for _ in range(4):
                     if not q:
                         break
-                    k = min(len(q), MAX_CELLS_PER_MESSAGE)
-                    batch = q.popleft() if k == 1 else b"".join([q.popleft() for _ in range(k)])
+                    parts, k = _take_message(q, MAX_CELLS_PER_MESSAGE)
                     if raw:
-                        frames.append(_binary_frame_header(len(batch)))
-                        frames.append(batch)
+                        frames.append(_binary_frame_header(k * CELL_SIZE))
+                        frames.extend(parts)
                     else:
-                        frames.append(ws.send(Message(data=batch)))
+                        batch = parts[0] if len(parts) == 1 else b"".join(parts)
+                        frames.append(ws.send(Message(data=bytes(batch))))
                     ncells += k
+                self._send_cells -= ncells
                 self._send_space.set()
                 await self._t.stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
                 stats.cells_sent += ncells
@@ -440,6 +473,29 @@ class WebSocketLink:
         self._ping_sent[self._ping_seq] = trio.current_time()
         self._queue_control(Ping(payload=_PING.pack(self._ping_seq)))
         await trio.lowlevel.checkpoint()
+
+
+def _take_message(
+    q: collections.deque[bytes | memoryview], limit: int
+) -> tuple[list[bytes | memoryview], int]:
+    """Pop the next message's worth of runs (at most ``limit`` cells) off ``q``; a run
+    longer than that is split, its tail left at the front as a view (no copy)."""
+    parts: list[bytes | memoryview] = []
+    cells = 0
+    while q and cells < limit:
+        run = q[0]
+        k = len(run) >> 10  # // CELL_SIZE
+        if cells + k <= limit:
+            q.popleft()
+            parts.append(run)
+            cells += k
+            continue
+        take = limit - cells
+        view = run if isinstance(run, memoryview) else memoryview(run)
+        parts.append(view[: take * CELL_SIZE])
+        q[0] = view[take * CELL_SIZE :]
+        cells += take
+    return parts, cells
 
 
 _FRAME_16: Final = struct.Struct("!BBH")

@@ -27,6 +27,8 @@ class Wiring:
     errors: dict[str, list[ProtocolError]] = field(default_factory=dict)
     tamper: Tamper | None = None  # (from, to, cell) -> cell, to play a hostile link or relay
     cells: dict[tuple[str, str], int] = field(default_factory=dict)
+    # True: move cells as the runtime does, in runs (blocks_to_send -> receive_block).
+    blocks: bool = False
 
     def __post_init__(self) -> None:
         rng = random_module.Random(self.seed)
@@ -64,6 +66,9 @@ class Wiring:
             for name, node in self.nodes.items():
                 while (event := node.next_event()) is not None:
                     self.events[name].append(event)
+                if self.blocks:
+                    moved = self._pump_blocks(name, node) or moved
+                    continue
                 for (src, dst), cell in node.cells_to_send():
                     moved = True
                     assert src == name
@@ -80,6 +85,25 @@ class Wiring:
                         self.events[name].append(event)
                 return
         raise AssertionError("wiring never went quiet")
+
+    def _pump_blocks(self, name: str, node: OnionNode) -> bool:
+        """One node's queued output, consecutive entries for one peer joined into a block."""
+        grouped: list[tuple[str, list[bytes]]] = []
+        for (src, dst), data in node.blocks_to_send():
+            assert src == name and len(data) % 1024 == 0
+            cells = [data[i : i + 1024] for i in range(0, len(data), 1024)]
+            self.cells[(src, dst)] = self.cells.get((src, dst), 0) + len(cells)
+            if self.tamper is not None:
+                cells = [self.tamper(src, dst, c) for c in cells]
+            if grouped and grouped[-1][0] == dst:
+                grouped[-1][1].extend(cells)
+            else:
+                grouped.append((dst, cells))
+        for dst, cells in grouped:
+            self.errors[dst].extend(
+                self.nodes[dst].receive_block((dst, name), b"".join(cells), self.now)
+            )
+        return bool(grouped)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds

@@ -26,6 +26,7 @@ from zmesh.sansio.onion.events import (
     LinkNeeded,
     OnionEvent,
     RelayMessageReceived,
+    RelayMessagesReceived,
     RouteHop,
 )
 from zmesh.sansio.onion.node import (
@@ -62,6 +63,7 @@ __all__ = [
     "OnionNode",
     "RelayKind",
     "RelayMessageReceived",
+    "RelayMessagesReceived",
     "RelayedCircuitInfo",
     "RouteHop",
     "UnknownCircuit",

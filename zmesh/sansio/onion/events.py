@@ -22,6 +22,7 @@ __all__ = [
     "CircuitBuilt",
     "CircuitOpened",
     "RelayMessageReceived",
+    "RelayMessagesReceived",
     "CircuitDestroyed",
     "LinkNeeded",
     "CellDropped",
@@ -88,6 +89,16 @@ class RelayMessageReceived:
 
 
 @dataclass(frozen=True)
+class RelayMessagesReceived:
+    """Several relay messages of one kind, in order, from one run of cells (only with
+    ``OnionConfig.batch_events``: one event per run instead of one per cell)."""
+
+    circuit: CircuitHandle
+    kind: RelayKind
+    payloads: tuple[bytes, ...]
+
+
+@dataclass(frozen=True)
 class CircuitDestroyed:
     circuit: CircuitHandle
     reason: DestroyReason
@@ -114,6 +125,7 @@ OnionEvent: TypeAlias = (
     CircuitBuilt
     | CircuitOpened
     | RelayMessageReceived
+    | RelayMessagesReceived
     | CircuitDestroyed
     | LinkNeeded
     | CellDropped

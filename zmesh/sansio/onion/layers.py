@@ -47,6 +47,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers import Cipher, CipherContext, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
+from zmesh._accel import cells as kernels
 from zmesh.sansio.onion.cells import BODY_SIZE, CELL_HEADER_SIZE, DATA_SIZE, MAX_HOPS, TAG_SIZE
 from zmesh.sansio.onion.commands import CellAead
 from zmesh.sansio.onion.session import HopKeys
@@ -56,6 +57,7 @@ __all__ = [
     "LAYER_PLAIN_SIZE",
     "MAX_CELLS_PER_DIRECTION",
     "MESSAGE_OFFSET",
+    "BlockPipe",
     "ClientLayers",
     "ExitLayers",
     "RelayLayers",
@@ -168,13 +170,37 @@ class RelayLayers:
         """The relay fast path for one direction: a closure that takes a whole cell and
         queues ``(target, next cell)`` through ``append``. ``on_tag_failure`` runs before
         :class:`AuthenticationFailed` is raised; the state is then unchanged."""
+        return self.pipes(forward, out_header, target, append, on_tag_failure, _no_block_sink)[0]
+
+    def pipes(
+        self,
+        forward: bool,
+        out_header: bytes,
+        target: Hashable,
+        append: Callable[[tuple[Hashable, bytes]], None],
+        on_tag_failure: Callable[[], None],
+        append_block: Callable[[Hashable, bytes, int], None],
+    ) -> tuple[Callable[[bytes], None], BlockPipe]:
+        """:meth:`pipe`, plus the same direction's *run* fast path, sharing its state.
+
+        The run closure takes ``(block, start, n)``: cells ``start .. start+n-1`` of a buffer
+        of whole cells, all of this circuit and direction. It processes the longest prefix it
+        can with one batch kernel call (:mod:`zmesh._accel.cells`), queues the result through
+        ``append_block(target, cells, count)`` and returns how many cells it took. It never
+        raises for a bad cell: it stops before it, leaving the state as it was, and the
+        caller hands that cell to the per-cell closure, which reports it exactly as before.
+        """
         if forward in self._counters:
             raise LocalProtocolError("this direction already has its pipe")
         keys = self._keys
         count = 0
+        limit_all = MAX_CELLS_PER_DIRECTION
         if forward:
             decrypt = make_aead(keys.aead, keys.forward_key).decrypt
+            cell_key = kernels.CellKey(int(keys.aead), keys.forward_key)
             pad_update = _pad_stream(keys.forward_pad_key).update
+            # Unused pad-stream bytes are pads[offset:]; the stream cipher stands right after
+            # the end of pads. The per-cell path draws 64 cells' worth at a time.
             pads = pad_update(_ZERO_PAD_BLOCK)
             offset = 0
 
@@ -194,14 +220,36 @@ class RelayLayers:
                     on_tag_failure()
                     raise AuthenticationFailed("forward cell tag does not verify") from None
                 count += 1
-                if offset == 1024:  # _PAD_BLOCK
+                if offset >= len(pads):
                     pads = pad_update(_ZERO_PAD_BLOCK)
                     offset = 0
                 append((target, join((out_header, pads[offset : offset + 16], plain))))
                 offset += 16
 
+            def relay_forward_run(block: bytes, start: int, n: int) -> int:
+                nonlocal count, pads, offset
+                if count + n > limit_all:
+                    return 0
+                need = 16 * n
+                if len(pads) - offset < need:
+                    more = need - (len(pads) - offset)
+                    pads = pads[offset:] + pad_update(bytes(-(-more // 1024) * 1024))
+                    offset = 0
+                out, k = kernels.relay_forward(
+                    cell_key,
+                    count,
+                    memoryview(block)[start * 1024 : (start + n) * 1024],
+                    pads[offset : offset + need],
+                    out_header,
+                )
+                if k:
+                    count += k
+                    offset += 16 * k
+                    append_block(target, out, k)
+                return k
+
             self._counters[True] = lambda: count
-            return relay_forward
+            return relay_forward, relay_forward_run
 
         encrypt = make_aead(keys.aead, keys.backward_key).encrypt
 
@@ -218,22 +266,56 @@ class RelayLayers:
             count += 1
             append((target, out_header + sealed))
 
+        backward_key = kernels.CellKey(int(keys.aead), keys.backward_key)
+
+        def relay_backward_run(block: bytes, start: int, n: int) -> int:
+            nonlocal count
+            if count + n > limit_all:
+                return 0
+            out = kernels.relay_backward(
+                backward_key,
+                count,
+                memoryview(block)[start * 1024 : (start + n) * 1024],
+                out_header,
+            )
+            count += n
+            append_block(target, out, n)
+            return n
+
         self._counters[False] = lambda: count
-        return relay_backward
+        return relay_backward, relay_backward_run
 
 
 def _nothing() -> None:
     return None
 
 
+def _no_block_sink(target: Hashable, cells: bytes, count: int) -> None:
+    raise LocalProtocolError("this pipe was made without a run sink")
+
+
+#: A run fast path: ``(buffer of whole cells, first cell, cell count) -> cells taken``.
+BlockPipe = Callable[[bytes, int, int], int]
+
+
 class ExitLayers:
     """The last hop's view: forward cells end here, backward cells start here."""
 
-    __slots__ = ("_bwd", "_fwd", "backward_count", "forward_count")
+    __slots__ = (
+        "_bwd",
+        "_fwd",
+        "backward_count",
+        "backward_run_key",
+        "forward_count",
+        "forward_run_keys",
+    )
 
     def __init__(self, keys: HopKeys) -> None:
         self._fwd = make_aead(keys.aead, keys.forward_key)
         self._bwd = make_aead(keys.aead, keys.backward_key)
+        # The same keys for the run kernels (zmesh._accel.cells); counters are shared.
+        self.forward_run_keys = (kernels.CellKey(int(keys.aead), keys.forward_key),)
+        self.backward_run_key = kernels.CellKey(int(keys.aead), keys.backward_key)
         self.forward_count = 0
         self.backward_count = 0
 
@@ -285,12 +367,15 @@ class _ClientHop:
 class ClientLayers:
     """The client's mirror of every hop's keys, counters and pad streams on one circuit."""
 
-    __slots__ = ("_hops", "_random", "backward_count", "forward_count")
+    __slots__ = ("_hops", "_random", "backward_count", "backward_run_keys", "forward_count")
 
     def __init__(self, hop_keys: Sequence[HopKeys], random: RandomSource) -> None:
         if not 1 <= len(hop_keys) <= MAX_HOPS:
             raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops, not {len(hop_keys)}")
         self._hops = [_ClientHop(k) for k in hop_keys]
+        self.backward_run_keys = tuple(
+            kernels.CellKey(int(k.aead), k.backward_key) for k in hop_keys
+        )
         self._random = random
         # All hops see every cell, so one counter per direction serves every hop's nonce.
         self.forward_count = 0

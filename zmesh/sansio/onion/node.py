@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from zmesh._accel import cells as kernels
 from zmesh.sansio.onion.cells import (
     CELL_HEADER,
     CELL_SIZE,
@@ -72,12 +73,15 @@ from zmesh.sansio.onion.events import (
     LinkNeeded,
     OnionEvent,
     RelayMessageReceived,
+    RelayMessagesReceived,
     RouteHop,
 )
 from zmesh.sansio.onion.keyring import SphinxKeyRing
 from zmesh.sansio.onion.layers import (
     LAYER_PLAIN_SIZE,
+    MAX_CELLS_PER_DIRECTION,
     MESSAGE_OFFSET,
+    BlockPipe,
     ClientLayers,
     ExitLayers,
     RelayLayers,
@@ -154,6 +158,9 @@ class OnionConfig:
     max_closed_remembered: int = 1024  # recently closed ids, so late cells are not errors
     geometry: Geometry = ZMESH_GEOMETRY
     min_hops: int = 2
+    # True: a run of same-kind relay messages from receive_block is one RelayMessagesReceived
+    # (the runtime's choice: one event per run, not per cell). False: one event per message.
+    batch_events: bool = False
 
     def __post_init__(self) -> None:
         if self.geometry.max_hops != MAX_HOPS:
@@ -302,6 +309,8 @@ class OnionNode:
         # circuit's closure forwards the cell; a circuit end's opens it and emits the message.
         self._fast: dict[LinkId, dict[bytes, Callable[[bytes], None]]] = {}
         self._fast_get = self._fast.get
+        # The same circuits' run fast paths (receive_block): header -> BlockPipe.
+        self._runs: dict[LinkId, dict[bytes, BlockPipe]] = {}
         self._relays: set[_RelayCircuit] = set()
         self._queue_limit = self.config.max_queued_cells
         self._event_limit = self.config.max_events
@@ -310,7 +319,10 @@ class OnionNode:
         self._waiting: dict[_RelayCircuit, float] = {}  # relay circuits parked for a link
         self._deadlines: dict[_Circuit, float] = {}
         self._closed: OrderedDict[tuple[LinkId, int], None] = OrderedDict()
+        # Queued output: (link, one cell) or (link, a run of whole cells); _out_extra counts
+        # the cells beyond one per entry, so the queue bound is in cells.
         self._out: deque[tuple[LinkId, bytes]] = deque()
+        self._out_extra = 0
         self._events: deque[OnionEvent] = deque()
         self._next_handle = 1
 
@@ -326,6 +338,7 @@ class OnionNode:
         high = CIRCUIT_ID_HIGH_BIT if self.node_id < peer_id else 0
         self._links[link] = _Link(link, peer_id, high)
         self._fast[link] = {}
+        self._runs[link] = {}
         self._link_by_peer[peer_id] = link
         for relay in [r for r in self._waiting if r.next_peer == peer_id]:
             del self._waiting[relay]
@@ -343,11 +356,13 @@ class OnionNode:
             if entry is not None:
                 self._teardown(entry[0], DestroyReason.LINK_LOST, DestroyOrigin.LINK, skip=link)
         self._fast.pop(link, None)
+        self._runs.pop(link, None)
         if any(lk == link for lk, _ in self._out):
             # Rebuild in place: the relay closures hold this deque's append.
             kept = [item for item in self._out if item[0] != link]
             self._out.clear()
             self._out.extend(kept)
+            self._out_extra = sum(len(data) // CELL_SIZE - 1 for _, data in kept)
 
     def link_failed(self, peer_id: bytes, now: float) -> None:
         """A link to ``peer_id`` (asked for by ``LinkNeeded``) could not be set up: every
@@ -362,7 +377,7 @@ class OnionNode:
         cannot tell from a data cell; the peer counts and drops it."""
         if link not in self._links:
             raise LocalProtocolError(f"link {link!r} is not up")
-        if len(self._out) >= self._queue_limit:
+        if self.queued_cells >= self._queue_limit:
             raise LocalProtocolError("cell queue full")
         self._queue(link, encode_cell(0, CellCommand.PADDING, self._random(CELL_SIZE - 5)))
 
@@ -371,10 +386,33 @@ class OnionNode:
 
     # -- outputs -----------------------------------------------------------------------------
 
+    @property
+    def queued_cells(self) -> int:
+        """Cells waiting for ``cells_to_send`` / ``blocks_to_send`` (bounded by
+        ``max_queued_cells``, plus at most two control cells per circuit)."""
+        return len(self._out) + self._out_extra
+
     def cells_to_send(self) -> list[tuple[LinkId, bytes]]:
-        out = list(self._out)
+        """Every queued cell, in order, one 1024-byte cell per entry."""
+        out: list[tuple[LinkId, bytes]] = []
+        for link, data in self._out:
+            if len(data) == CELL_SIZE:
+                out.append((link, data))
+            else:
+                out.extend((link, data[i : i + CELL_SIZE]) for i in range(0, len(data), CELL_SIZE))
         self._out.clear()
+        self._out_extra = 0
         self._counters.cells_sent += len(out)
+        return out
+
+    def blocks_to_send(self) -> list[tuple[LinkId, bytes]]:
+        """Every queued cell, in order, as it was queued: each entry's bytes hold one or more
+        whole cells for that link (a run a kernel produced stays one buffer). Same cells as
+        :meth:`cells_to_send`, without cutting runs up; a driver uses one or the other."""
+        out = list(self._out)
+        self._counters.cells_sent += len(out) + self._out_extra
+        self._out.clear()
+        self._out_extra = 0
         return out
 
     def next_event(self) -> OnionEvent | None:
@@ -462,7 +500,7 @@ class OnionNode:
         """Send one relay message (one cell) to the circuit's other end."""
         end = self._open_end(circuit)
         plaintext = encode_relay_message(kind, payload)
-        if len(self._out) >= self._queue_limit:
+        if self.queued_cells >= self._queue_limit:
             raise LocalProtocolError("cell queue full: check circuit_send_capacity first")
         if isinstance(end, _ClientCircuit):
             assert end.layers is not None  # OPEN implies built
@@ -485,11 +523,25 @@ class OnionNode:
         end = self._open_end(circuit)
         if any(len(p) > MAX_RELAY_PAYLOAD for p in payloads):
             raise LocalProtocolError(f"a relay payload exceeds {MAX_RELAY_PAYLOAD} bytes")
-        room = self._queue_limit - len(self._out)
+        room = self._queue_limit - self.queued_cells
         batch = payloads[:room] if room < len(payloads) else payloads
         if not batch:
             return 0
         pack, zeros, kind_byte = _MESSAGE_PACK, _ZERO_FILL, int(kind)
+        if isinstance(end, _ExitCircuit):
+            # The exit's whole run: framed and sealed by the batch kernels, one buffer.
+            layers = end.layers
+            count = layers.backward_count
+            if count + len(batch) > MAX_CELLS_PER_DIRECTION:
+                raise LocalProtocolError("circuit used up its backward nonces")
+            plains = kernels.frame_messages(
+                kind_byte, b"".join(batch), [len(p) for p in batch], zeros[:MESSAGE_OFFSET]
+            )
+            sealed = kernels.end_seal(layers.backward_run_key, count, plains, end.out_header)
+            layers.backward_count = count + len(batch)
+            self._queue_run(end.link, sealed, len(batch))
+            end.cells_sent += len(batch)
+            return len(batch)
         seal: Callable[[bytes, bytes], bytes]
         if isinstance(end, _ClientCircuit):
             assert end.layers is not None  # OPEN implies built
@@ -521,7 +573,7 @@ class OnionNode:
         end = self._ends.get(circuit)
         if end is None or (isinstance(end, _ClientCircuit) and end.state is not CircuitState.OPEN):
             return 0
-        return max(0, self._queue_limit - len(self._out))
+        return max(0, self._queue_limit - self.queued_cells)
 
     def circuit_info(self, circuit: CircuitHandle) -> CircuitInfo:
         end = self._ends.get(circuit)
@@ -576,7 +628,7 @@ class OnionNode:
             circuits = self._fast_get(link)
             if circuits is not None:
                 fast = circuits.get(cell[:5])
-                if fast is not None and len(self._out) < self._queue_limit:
+                if fast is not None and len(self._out) + self._out_extra < self._queue_limit:
                     fast(cell)
                     return
         if link not in self._links:
@@ -636,7 +688,7 @@ class OnionNode:
         for cell in cells:
             if type(cell) is bytes and len(cell) == 1024:  # CELL_SIZE
                 fast = get(cell[:5])
-                if fast is not None and len(out) < queue_limit:
+                if fast is not None and len(out) + self._out_extra < queue_limit:
                     try:
                         fast(cell)
                     except ProtocolError as exc:
@@ -647,6 +699,117 @@ class OnionNode:
             except ProtocolError as exc:
                 errors.append(exc)
         return errors
+
+    def receive_block(
+        self, link: LinkId, block: bytes | bytearray | memoryview, now: float
+    ) -> list[ProtocolError]:
+        """Process ``block``, any whole number of cells back to back from ``link``, in order;
+        the runtime's hot path. Same effect and errors as :meth:`receive_cells` on its cells.
+
+        Consecutive cells of one open circuit (a *run*: same 5-byte header) go through that
+        circuit's run closure, one batch kernel call (:mod:`zmesh._accel.cells`); a cell it
+        stops at (bad tag, malformed message, full queue) and every cell of other kinds take
+        the per-cell path, so errors and teardowns are exactly those of :meth:`receive_cell`.
+        """
+        if not isinstance(block, bytes):
+            block = bytes(block)
+        n, rest = divmod(len(block), CELL_SIZE)
+        if rest:
+            raise LocalProtocolError("a block is a whole number of cells")
+        errors: list[ProtocolError] = []
+        runs = self._runs.get(link)
+        get = runs.get if runs is not None else _no_fast
+        limit = self._queue_limit
+        i = 0
+        while i < n:
+            base = i * CELL_SIZE
+            header = block[base : base + 5]
+            j = i + 1
+            while j < n and block[j * CELL_SIZE : j * CELL_SIZE + 5] == header:
+                j += 1
+            run = get(header)
+            if run is not None and len(self._out) + self._out_extra + (j - i) <= limit:
+                i += run(block, i, j - i)
+                if i == j:
+                    continue
+            # The cell the run stopped at (or a cell without a run path): one by one.
+            cell = block[i * CELL_SIZE : (i + 1) * CELL_SIZE]
+            errors.extend(self.receive_cells(link, [cell], now))
+            i += 1
+        return errors
+
+    def _end_run_fn(self, circuit: _ClientCircuit | _ExitCircuit) -> BlockPipe:
+        """The per-run work for an open circuit end: open the run (one kernel call), check
+        every relay message (another), emit them. Stops before a cell that fails either
+        check; the per-cell path then reports it (and tears the circuit down)."""
+        client = isinstance(circuit, _ClientCircuit)
+        layers = circuit.layers
+        assert layers is not None
+        keys = (
+            layers.backward_run_keys
+            if isinstance(layers, ClientLayers)
+            else layers.forward_run_keys
+        )
+        handle = circuit.handle
+        events = self._events
+        emit = events.append
+        event_limit = self._event_limit
+        batch = self.config.batch_events
+        kinds_by_value = RELAY_KINDS
+
+        def end_run(block: bytes, start: int, n: int) -> int:
+            if len(events) >= event_limit:
+                return 0
+            counter = layers.backward_count if client else layers.forward_count
+            if counter + n > MAX_CELLS_PER_DIRECTION:
+                return 0
+            plains, k = kernels.end_open(
+                keys, counter, memoryview(block)[start * CELL_SIZE : (start + n) * CELL_SIZE]
+            )
+            if not k:
+                return 0
+            kinds, lengths, ok = kernels.scan_messages(plains, _N_KINDS)
+            if not ok:
+                return 0
+            if client:
+                layers.backward_count = counter + ok
+            else:
+                layers.forward_count = counter + ok
+            circuit.cells_received += ok
+            self._received += ok
+            # Message i sits at plains[i * 1003 + 35 :][: lengths[i]] (offset 32 + header 3).
+            if batch:
+                i = 0
+                while i < ok:
+                    kind = kinds[i]
+                    j = i + 1
+                    while j < ok and kinds[j] == kind:
+                        j += 1
+                    if kind:  # 0: PADDING, authenticated and dropped
+                        emit(
+                            RelayMessagesReceived(
+                                handle,
+                                kinds_by_value[kind],
+                                tuple(
+                                    plains[m * 1003 + 35 : m * 1003 + 35 + lengths[m]]
+                                    for m in range(i, j)
+                                ),
+                            )
+                        )
+                    i = j
+            else:
+                for m in range(ok):
+                    if kinds[m]:
+                        emit(
+                            RelayMessageReceived(
+                                handle,
+                                kinds_by_value[kinds[m]],
+                                plains[m * 1003 + 35 : m * 1003 + 35 + lengths[m]],
+                            )
+                        )
+            return ok
+
+        return end_run
 
     def _end_fn(self, circuit: _ClientCircuit | _ExitCircuit) -> Callable[[bytes], None]:
         """The per-cell work for an open circuit end, as one closure: open the layers, parse
@@ -695,19 +858,27 @@ class OnionNode:
 
         return end_cell
 
-    def _relay_fn(self, circuit: _RelayCircuit, forward: bool) -> Callable[[bytes], None]:
-        """The per-cell work for one side of an open relayed circuit, as one closure: the
-        fast path is then a dict lookup and a call (see bench/onion.py)."""
+    def _relay_fns(
+        self, circuit: _RelayCircuit, forward: bool
+    ) -> tuple[Callable[[bytes], None], BlockPipe]:
+        """The per-cell and per-run work for one side of an open relayed circuit, as closures
+        sharing that direction's state: the fast path is then a dict lookup and a call (see
+        bench/onion.py)."""
         header = circuit.next_header if forward else circuit.prev_header
         target = circuit.next_link if forward else circuit.prev_link
-        return circuit.layers.pipe(
-            forward, header, target, self._out.append, lambda: self._tagging_detected(circuit)
+        return circuit.layers.pipes(
+            forward,
+            header,
+            target,
+            self._out.append,
+            lambda: self._tagging_detected(circuit),
+            self._queue_run,
         )
 
     def _relay_slow(self, circuit: _RelayCircuit, forward: bool, cell: bytes) -> None:
         if circuit.state is not CircuitState.OPEN:
             raise MalformedInput("RELAY cell before the circuit was built")
-        if len(self._out) >= self._queue_limit:
+        if self.queued_cells >= self._queue_limit:
             self._dropped += 1
             self._emit(CellDropped(circuit.prev_link, "cell queue full; circuit destroyed"))
             self._teardown(circuit, DestroyReason.RESOURCE_LIMIT, DestroyOrigin.LOCAL)
@@ -791,6 +962,7 @@ class OnionNode:
             self._table[key] = (end, True)
             self._ends[handle] = end
             self._fast[link][end.out_header] = self._end_fn(end)
+            self._runs[link][end.out_header] = self._end_run_fn(end)
             self._counters.circuits_opened += 1
             reply = wrap_created(response.reply_key, response.record, None, self._random)
             self._queue(link, encode_cell(circuit_id, CellCommand.CREATED, reply))
@@ -850,8 +1022,14 @@ class OnionNode:
             self._deadlines.pop(circuit, None)
             assert circuit.next_link is not None
             forward_key, backward_key = _relay_key(circuit.prev_id), _relay_key(circuit.next_id)
-            self._fast[circuit.prev_link][forward_key] = self._relay_fn(circuit, True)
-            self._fast[circuit.next_link][backward_key] = self._relay_fn(circuit, False)
+            (
+                self._fast[circuit.prev_link][forward_key],
+                self._runs[circuit.prev_link][forward_key],
+            ) = self._relay_fns(circuit, True)
+            (
+                self._fast[circuit.next_link][backward_key],
+                self._runs[circuit.next_link][backward_key],
+            ) = self._relay_fns(circuit, False)
             self._queue(circuit.prev_link, encode_cell(circuit.prev_id, CellCommand.CREATED, reply))
             return
         if not isinstance(circuit, _ClientCircuit) or circuit.state is not CircuitState.BUILDING:
@@ -870,6 +1048,7 @@ class OnionNode:
         circuit.layers = ClientLayers(keys, self._random)
         circuit.state = CircuitState.OPEN
         self._fast[circuit.link][circuit.out_header] = self._end_fn(circuit)
+        self._runs[circuit.link][circuit.out_header] = self._end_run_fn(circuit)
         circuit.rtt = now - circuit.started
         # The ephemeral private keys and Sphinx secrets are no longer needed: drop them (FS).
         circuit.handshakes = ()
@@ -909,6 +1088,9 @@ class OnionNode:
             fast = self._fast.get(link)
             if fast is not None:
                 fast.pop(_relay_key(circuit_id), None)
+            runs = self._runs.get(link)
+            if runs is not None:
+                runs.pop(_relay_key(circuit_id), None)
             self._remember_closed((link, circuit_id))
             if link != skip and link in self._links:
                 self._queue(
@@ -939,7 +1121,7 @@ class OnionNode:
     def _check_room(self, link: LinkId) -> None:
         if len(self._ends) + self._relay_count >= self.config.max_circuits:
             raise LocalProtocolError("circuit table full")
-        if len(self._out) >= self._queue_limit:
+        if self.queued_cells >= self._queue_limit:
             raise LocalProtocolError("cell queue full")
 
     def _allocate_id(self, link: LinkId) -> int:
@@ -957,6 +1139,11 @@ class OnionNode:
         handle = CircuitHandle(self._next_handle, role)
         self._next_handle += 1
         return handle
+
+    def _queue_run(self, link: LinkId, cells: bytes, count: int) -> None:
+        """Queue ``count`` whole cells in one buffer (a kernel's output)."""
+        self._out.append((link, cells))
+        self._out_extra += count - 1
 
     def _queue(self, link: LinkId, cell: bytes) -> None:
         """Queue a cell. Data cells are checked against ``max_link_queue`` by their callers;

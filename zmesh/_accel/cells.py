@@ -1,0 +1,473 @@
+"""Batch cell kernels: the onion data path's per-cell loops, for a run of cells of one circuit.
+
+The layered AEAD of ``docs/wire/cells.md`` §5 costs one to three AEAD calls per 1024-byte
+cell and hop. Through ``cryptography`` each call pays a Python-level call, argument parsing
+and a fresh EVP initialisation; on the development VM that overhead, not the cipher, was
+most of a cell's cost. These functions take a whole *run* (``n`` consecutive cells of one
+circuit and direction, back to back in one buffer) and do the loop in C, on OpenSSL's EVP
+AEADs with the key schedule set up once per key (``zmesh/_accel/cell_kernels.c``; the same
+library and functions ``cryptography`` wraps). This module is also their pure-Python twin
+on ``cryptography`` (the specification the C code is tested against, and the fallback when
+the extension was not built).
+
+Every function is a pure function of its arguments (a :class:`CellKey` holds only a key and
+cached cipher state, no counter): nonces are ``counter + i`` for the run's ``i``-th cell, as
+in :mod:`zmesh.sansio.onion.layers`, which owns the counters.
+
+Functions that open (verify) cells return ``(output, k)``: ``k`` is the number of leading
+cells that verified (``n`` when all did) and ``output`` holds exactly their results; the
+caller treats cell ``k`` as a tag failure. Sealing cannot fail on valid arguments. Misuse
+(wrong lengths, a counter that would overflow 64 bits, an unknown AEAD) raises
+:class:`~zmesh.sansio.wire.LocalProtocolError` before any work, identically on both backends.
+
+Backend choice: the C module when it imports, else Python; the environment variable
+``ZMESH_CELL_BACKEND`` (``c`` or ``python``) pins one (tests and benchmarks), read once at
+import. The public names are bound to one backend then; the twin stays reachable as
+``_py_<name>`` and the C functions as ``_c_<name>`` (when built), so tests compare both in one
+process. The C functions validate their arguments exactly as the twin does, in Python, before
+the call (and ``cell_kernels.c`` checks every length again); an OpenSSL failure other than a
+tag mismatch, which does not happen on valid arguments, raises ``LocalProtocolError``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import struct
+from collections.abc import Sequence
+from typing import Any, Final
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
+
+from zmesh.sansio.wire import LocalProtocolError
+
+__all__ = [
+    "BACKEND",
+    "C_OPENSSL_VERSION",
+    "CELL_SIZE",
+    "ENV_VAR",
+    "PLAIN_SIZE",
+    "CellKey",
+    "relay_forward",
+    "relay_backward",
+    "end_open",
+    "end_seal",
+    "frame_messages",
+    "scan_messages",
+]
+
+CELL_SIZE: Final = 1024
+HEADER_SIZE: Final = 5  # circuit id (4) + command (1)
+TAG_SIZE: Final = 16
+BODY_SIZE: Final = CELL_SIZE - HEADER_SIZE  # 1019
+PLAIN_SIZE: Final = BODY_SIZE - TAG_SIZE  # 1003: every layer's AEAD plaintext
+MESSAGE_OFFSET: Final = 32  # the relay message inside the innermost plaintext
+MESSAGE_HEADER_SIZE: Final = 3  # kind (u8) | length (u16, big-endian)
+MAX_PAYLOAD: Final = PLAIN_SIZE - MESSAGE_OFFSET - MESSAGE_HEADER_SIZE  # 968
+MAX_HOPS: Final = 3
+AEAD_CHACHA20_POLY1305: Final = 0  # CellAead values (zmesh.sansio.onion.commands)
+AEAD_AES_256_GCM: Final = 1
+_COUNTER_LIMIT: Final = 1 << 64
+
+_NONCE = struct.Struct("!4xQ").pack
+_ZEROS: Final = bytes(CELL_SIZE)
+
+
+#: Environment variable that pins a backend: ``c`` or ``python``.
+ENV_VAR: Final = "ZMESH_CELL_BACKEND"
+
+
+def _load_extension() -> Any:
+    wanted = os.environ.get(ENV_VAR, "")
+    if wanted == "python":
+        return None
+    try:
+        return importlib.import_module("zmesh._accel._cellcrypt")
+    except ImportError:  # built without a compiler or libcrypto headers: the twin takes over
+        if wanted == "c":
+            raise
+        return None
+
+
+_ext: Any = _load_extension()
+_ffi: Any = _ext.ffi if _ext is not None else None
+_lib: Any = _ext.lib if _ext is not None else None
+# Output buffers are written in full (or cut to the verified prefix) before Python sees them,
+# so zero-filling them first would be wasted work.
+_alloc: Any = _ffi.new_allocator(should_clear_after_alloc=False) if _ffi is not None else None
+
+#: ``"c"`` or ``"python"``: which implementation the functions below run.
+BACKEND: Final = "c" if _lib is not None else "python"
+#: The libcrypto the C backend runs on (``None`` without it); the twin runs on the OpenSSL
+#: that ``cryptography`` bundles.
+C_OPENSSL_VERSION: Final[str | None] = (
+    _ffi.string(_lib.zm_openssl_version()).decode() if _lib is not None else None
+)
+
+
+class CellKey:
+    """One circuit direction's AEAD key, with its cipher state set up once."""
+
+    __slots__ = ("_c", "_py", "aead")
+
+    def __init__(self, aead: int, key: bytes) -> None:
+        if aead not in (AEAD_CHACHA20_POLY1305, AEAD_AES_256_GCM):
+            raise LocalProtocolError(f"unknown cell AEAD {aead}")
+        if len(key) != 32:
+            raise LocalProtocolError("a cell key is 32 bytes")
+        self.aead = int(aead)
+        self._py: ChaCha20Poly1305 | AESGCM = (
+            AESGCM(key) if aead == AEAD_AES_256_GCM else ChaCha20Poly1305(key)
+        )
+        # The C key object (both EVP contexts, key schedule done once), freed with this key.
+        self._c: Any = None
+        if _lib is not None:
+            handle = _lib.zm_key_new(self.aead, _ffi.from_buffer(key), 32)
+            if handle == _ffi.NULL:
+                raise LocalProtocolError("OpenSSL could not set up the cell key")
+            self._c = _ffi.gc(handle, _lib.zm_key_free)
+
+
+def _run_length(cells: bytes | bytearray | memoryview, size: int = CELL_SIZE) -> int:
+    if isinstance(cells, memoryview) and not (cells.c_contiguous and cells.itemsize == 1):
+        # len() would count items, not bytes, and C needs one contiguous region.
+        raise LocalProtocolError("a run is a contiguous buffer of bytes")
+    n, rest = divmod(len(cells), size)
+    if rest or n == 0:
+        raise LocalProtocolError(f"a run is a positive whole number of {size}-byte items")
+    return n
+
+
+def _check_counter(counter: int, n: int) -> None:
+    if not 0 <= counter <= _COUNTER_LIMIT - n:
+        raise LocalProtocolError("nonce counter out of range")
+
+
+def _check_header(out_header: bytes) -> None:
+    if len(out_header) != HEADER_SIZE:
+        raise LocalProtocolError("a cell header is 5 bytes")
+
+
+def _py_relay_forward(
+    key: CellKey,
+    counter: int,
+    cells: bytes | bytearray | memoryview,
+    pads: bytes,
+    out_header: bytes,
+) -> tuple[bytes, int]:
+    """A middle hop's forward step for a run: cell ``i`` becomes
+    ``out_header || pads[16i:16i+16] || AEAD-Open(key, counter + i, body_i)``."""
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    if len(pads) != n * TAG_SIZE:
+        raise LocalProtocolError("one 16-byte pad per cell")
+    decrypt = key._py.decrypt
+    view = memoryview(cells)
+    out: list[bytes] = []
+    for i in range(n):
+        base = i * CELL_SIZE
+        try:
+            plain = decrypt(_NONCE(counter + i), view[base + HEADER_SIZE : base + CELL_SIZE], None)
+        except InvalidTag:
+            return b"".join(out), i
+        out.append(out_header)
+        out.append(pads[i * TAG_SIZE : (i + 1) * TAG_SIZE])
+        out.append(plain)
+    return b"".join(out), n
+
+
+def _py_relay_backward(
+    key: CellKey, counter: int, cells: bytes | bytearray | memoryview, out_header: bytes
+) -> bytes:
+    """A middle hop's backward step for a run: cell ``i`` becomes
+    ``out_header || AEAD-Seal(key, counter + i, body_i[16:])`` (the first 16 body bytes are
+    the filler this hop drops)."""
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    encrypt = key._py.encrypt
+    view = memoryview(cells)
+    out: list[bytes] = []
+    for i in range(n):
+        base = i * CELL_SIZE
+        out.append(out_header)
+        body = view[base + HEADER_SIZE + TAG_SIZE : base + CELL_SIZE]
+        out.append(encrypt(_NONCE(counter + i), body, None))
+    return b"".join(out)
+
+
+def _py_end_open(
+    keys: Sequence[CellKey], counter: int, cells: bytes | bytearray | memoryview
+) -> tuple[bytes, int]:
+    """Open a run at a circuit end; returns the innermost plaintexts (``PLAIN_SIZE`` each).
+
+    One key: the exit opening forward cells (one AEAD layer). Several keys: the client
+    opening backward cells, ``keys`` being each hop's backward key in path order; before
+    opening hop ``j``'s layer it puts back the 16 bytes hop ``j`` dropped, which are the
+    later hops' encryption of known zeros (``ClientLayers.open_backward_plain``).
+    """
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    hops = len(keys)
+    if not 1 <= hops <= MAX_HOPS:
+        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
+    view = memoryview(cells)
+    out: list[bytes] = []
+    for i in range(n):
+        base = i * CELL_SIZE
+        nonce = _NONCE(counter + i)
+        dropped = _dropped_prefixes(keys, nonce)
+        body: bytes | memoryview = view[base + HEADER_SIZE : base + CELL_SIZE]
+        try:
+            for j, key in enumerate(keys):
+                body = key._py.decrypt(nonce, dropped[j] + bytes(body) if j else body, None)
+        except InvalidTag:
+            return b"".join(out), i
+        out.append(bytes(body))
+    return b"".join(out), n
+
+
+def _keystream(key: CellKey, nonce: bytes, length: int) -> bytes:
+    return key._py.encrypt(nonce, _ZEROS[:length], None)[:length]
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def _dropped_prefixes(keys: Sequence[CellKey], nonce: bytes) -> list[bytes]:
+    """``dropped[j]`` (j >= 1): the 16 bytes hop j-1 dropped from hop j's output."""
+    hops = len(keys)
+    if hops == 1:
+        return [b""]
+    if hops == 2:
+        return [b"", _keystream(keys[1], nonce, TAG_SIZE)]
+    last = _keystream(keys[2], nonce, 2 * TAG_SIZE)
+    middle = _xor(last[TAG_SIZE:], _keystream(keys[1], nonce, TAG_SIZE))
+    return [b"", middle, last[:TAG_SIZE]]
+
+
+def _py_end_seal(
+    key: CellKey, counter: int, plains: bytes | bytearray | memoryview, out_header: bytes
+) -> bytes:
+    """The exit's backward seal for a run of layer plaintexts (``PLAIN_SIZE`` each, as
+    :func:`frame_messages` builds them): cell ``i`` is
+    ``out_header || AEAD-Seal(key, counter + i, plain_i)``."""
+    n = _run_length(plains, PLAIN_SIZE)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    encrypt = key._py.encrypt
+    view = memoryview(plains)
+    out: list[bytes] = []
+    for i in range(n):
+        out.append(out_header)
+        out.append(encrypt(_NONCE(counter + i), view[i * PLAIN_SIZE : (i + 1) * PLAIN_SIZE], None))
+    return b"".join(out)
+
+
+def _py_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> bytes:
+    """Relay messages as layer plaintexts: for each length ``m`` (consuming ``payloads`` in
+    order), ``prefix || kind || u16(m) || payload || zero fill`` to ``PLAIN_SIZE`` bytes.
+    ``prefix`` is 32 zero bytes at the exit; the client passes its own filler."""
+    if not 0 <= kind <= 0xFF:
+        raise LocalProtocolError("relay kind is one byte")
+    if len(prefix) != MESSAGE_OFFSET:
+        raise LocalProtocolError(f"the prefix is {MESSAGE_OFFSET} bytes")
+    if not lengths or any(not 0 <= m <= MAX_PAYLOAD for m in lengths):
+        raise LocalProtocolError(f"1 or more payloads of at most {MAX_PAYLOAD} bytes")
+    if sum(lengths) != len(payloads):
+        raise LocalProtocolError("lengths do not add up to the payload bytes")
+    out: list[bytes] = []
+    pos = 0
+    head = struct.Struct("!BH").pack
+    for m in lengths:
+        out.append(prefix)
+        out.append(head(kind, m))
+        out.append(payloads[pos : pos + m])
+        out.append(_ZEROS[: MAX_PAYLOAD - m])
+        pos += m
+    return b"".join(out)
+
+
+def _py_scan_messages(
+    plains: bytes | bytearray | memoryview, n_kinds: int
+) -> tuple[bytes, list[int], int]:
+    """Check the relay message in each plaintext of a run: ``kind < n_kinds``, length at
+    most ``MAX_PAYLOAD``, zero fill after it. Returns ``(kinds, lengths, k)`` for the ``k``
+    leading plaintexts that pass (``k`` < run length: plaintext ``k`` is malformed)."""
+    n = _run_length(plains, PLAIN_SIZE)
+    view = memoryview(plains)
+    kinds = bytearray()
+    lengths: list[int] = []
+    for i in range(n):
+        base = i * PLAIN_SIZE + MESSAGE_OFFSET
+        kind = view[base]
+        m = view[base + 1] << 8 | view[base + 2]
+        if kind >= n_kinds or m > MAX_PAYLOAD:
+            return bytes(kinds), lengths, i
+        end = base + MESSAGE_HEADER_SIZE + m
+        stop = (i + 1) * PLAIN_SIZE
+        if view[end:stop] != _ZEROS[: stop - end]:
+            return bytes(kinds), lengths, i
+        kinds.append(kind)
+        lengths.append(m)
+    return bytes(kinds), lengths, n
+
+
+# --- C backend (cell_kernels.c): the same contracts, the loops in C -------------------------
+
+_C_ERRORS: Final = {
+    -1: "OpenSSL failed on a cell (not a tag mismatch)",
+    -2: "cell kernel rejected its arguments",
+    -3: "a CellKey is in use by another thread",
+}
+
+
+def _in(buf: bytes | bytearray | memoryview) -> Any:
+    # cffi passes bytes to `const unsigned char *` without a copy; other buffers need pinning.
+    return buf if type(buf) is bytes else _ffi.from_buffer(buf)
+
+
+def _c_result(k: int) -> int:
+    if k < 0:
+        raise LocalProtocolError(_C_ERRORS.get(k, f"cell kernel failed ({k})"))
+    return k
+
+
+def _c_relay_forward(
+    key: CellKey,
+    counter: int,
+    cells: bytes | bytearray | memoryview,
+    pads: bytes,
+    out_header: bytes,
+) -> tuple[bytes, int]:
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    if len(pads) != n * TAG_SIZE:
+        raise LocalProtocolError("one 16-byte pad per cell")
+    size = n * CELL_SIZE
+    out = _alloc("unsigned char[]", size)
+    k = _c_result(
+        _lib.zm_relay_forward(
+            key._c, counter, _in(cells), size, _in(pads), len(pads),
+            _in(out_header), HEADER_SIZE, out, size,
+        )
+    )  # fmt: skip
+    return _ffi.buffer(out, k * CELL_SIZE)[:], k
+
+
+def _c_relay_backward(
+    key: CellKey, counter: int, cells: bytes | bytearray | memoryview, out_header: bytes
+) -> bytes:
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    size = n * CELL_SIZE
+    out = _alloc("unsigned char[]", size)
+    _c_result(
+        _lib.zm_relay_backward(
+            key._c, counter, _in(cells), size, _in(out_header), HEADER_SIZE, out, size
+        )
+    )
+    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+
+
+def _c_end_open(
+    keys: Sequence[CellKey], counter: int, cells: bytes | bytearray | memoryview
+) -> tuple[bytes, int]:
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    hops = len(keys)
+    if not 1 <= hops <= MAX_HOPS:
+        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
+    null = _ffi.NULL
+    first = keys[0]._c
+    second = keys[1]._c if hops > 1 else null
+    third = keys[2]._c if hops > 2 else null
+    size = n * PLAIN_SIZE
+    out = _alloc("unsigned char[]", size)
+    k = _c_result(
+        _lib.zm_end_open(hops, first, second, third, counter, _in(cells), n * CELL_SIZE, out, size)
+    )
+    return _ffi.buffer(out, k * PLAIN_SIZE)[:], k
+
+
+def _c_end_seal(
+    key: CellKey, counter: int, plains: bytes | bytearray | memoryview, out_header: bytes
+) -> bytes:
+    n = _run_length(plains, PLAIN_SIZE)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    size = n * CELL_SIZE
+    out = _alloc("unsigned char[]", size)
+    _c_result(
+        _lib.zm_end_seal(
+            key._c, counter, _in(plains), n * PLAIN_SIZE, _in(out_header), HEADER_SIZE, out, size
+        )
+    )
+    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+
+
+def _c_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> bytes:
+    if not 0 <= kind <= 0xFF:
+        raise LocalProtocolError("relay kind is one byte")
+    if len(prefix) != MESSAGE_OFFSET:
+        raise LocalProtocolError(f"the prefix is {MESSAGE_OFFSET} bytes")
+    # min/max: the twin's per-length range check, without a Python-level loop.
+    if not lengths or min(lengths) < 0 or max(lengths) > MAX_PAYLOAD:
+        raise LocalProtocolError(f"1 or more payloads of at most {MAX_PAYLOAD} bytes")
+    if sum(lengths) != len(payloads):
+        raise LocalProtocolError("lengths do not add up to the payload bytes")
+    count = len(lengths)
+    table = _ffi.new("uint16_t[]", lengths if type(lengths) in (list, tuple) else list(lengths))
+    size = count * PLAIN_SIZE
+    out = _alloc("unsigned char[]", size)
+    _c_result(
+        _lib.zm_frame_messages(
+            kind, _in(payloads), len(payloads), table, count, _in(prefix), MESSAGE_OFFSET,
+            out, size,
+        )
+    )  # fmt: skip
+    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+
+
+def _c_scan_messages(
+    plains: bytes | bytearray | memoryview, n_kinds: int
+) -> tuple[bytes, list[int], int]:
+    n = _run_length(plains, PLAIN_SIZE)
+    kinds = _alloc("unsigned char[]", n)
+    lengths = _alloc("uint16_t[]", n)
+    # A kind is one byte: clamping n_kinds to 0..256 keeps every "kind < n_kinds" verdict.
+    limit = min(max(n_kinds, 0), 256)
+    k = _c_result(_lib.zm_scan_messages(_in(plains), n * PLAIN_SIZE, limit, kinds, lengths, n))
+    return _ffi.buffer(kinds, k)[:], _ffi.unpack(lengths, k), k
+
+
+for _c_function, _py_function in (
+    (_c_relay_forward, _py_relay_forward),
+    (_c_relay_backward, _py_relay_backward),
+    (_c_end_open, _py_end_open),
+    (_c_end_seal, _py_end_seal),
+    (_c_frame_messages, _py_frame_messages),
+    (_c_scan_messages, _py_scan_messages),
+):
+    _c_function.__doc__ = _py_function.__doc__  # the twin's docstring is the contract
+
+# The public names: one backend, chosen once at import.
+if BACKEND == "c":
+    relay_forward = _c_relay_forward
+    relay_backward = _c_relay_backward
+    end_open = _c_end_open
+    end_seal = _c_end_seal
+    frame_messages = _c_frame_messages
+    scan_messages = _c_scan_messages
+else:
+    relay_forward = _py_relay_forward
+    relay_backward = _py_relay_backward
+    end_open = _py_end_open
+    end_seal = _py_end_seal
+    frame_messages = _py_frame_messages
+    scan_messages = _py_scan_messages
