@@ -37,7 +37,7 @@ KERNELS = (
 
 
 def main() -> None:
-    import atheris
+    import atheris  # type: ignore[import-untyped,import-not-found,unused-ignore]
 
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     with atheris.instrument_imports():
@@ -94,7 +94,8 @@ def main() -> None:
         )
         length = max(length, 0)
         if base is None:
-            return fdp.ConsumeBytes(length).ljust(length, b"\x00")
+            raw: bytes = fdp.ConsumeBytes(length)
+            return raw.ljust(length, b"\x00")
         block = bytearray((base * 2)[:length])
         for _ in range(fdp.ConsumeIntInRange(0, 4)):
             if block:

@@ -194,6 +194,9 @@ class Node:
         self._flush_lock = trio.Lock()
         self._flush_wanted = trio.Event()
         self._flush_follows = False  # inside a drain whose caller flushes right after
+        # Cells _flush_now could not hand over at once, per link, in order: the flush task
+        # sends them before anything newer.
+        self._carry: collections.deque[tuple[Link, list[bytes]]] = collections.deque()
         self._timer_changed = trio.Event()
         # The deadline _timer_task sleeps toward; -1 means "not sleeping on one" (wake it).
         self._armed_deadline: float | None = -1.0
@@ -377,27 +380,37 @@ class Node:
             log.info("refusing a link to %s: %s", peer[:4].hex(), exc)
             await link.aclose()
             return
+        key = cast(Hashable, link)
+        onion = self.onion
+
+        def account(errors: list[ProtocolError]) -> None:
+            if errors:
+                self.dropped_cells += len(errors)
+                for err in errors:
+                    log.debug("dropped a cell from %s: %s", peer[:4].hex(), err)
+
+        async def deliver(blocks: list[bytes]) -> None:
+            # Runs in the link's reader task: onion, streams and the flush toward the next
+            # link happen before the reader reads again (back-pressure reaches its socket).
+            now = _wall()
+            for block in blocks:
+                account(onion.receive_block(key, block, now))
+            self._drain_events(wake_flusher=False)
+            await self._flush()
+
         async with trio.open_nursery() as nursery:
             if isinstance(link, WebSocketLink):
+                link.set_deliver(deliver)
                 nursery.start_soon(link.run)
             self.links[peer] = link
             self._drain_events()
             await self._flush()
-            blocks = link.receive_blocks if isinstance(link, WebSocketLink) else None
-            key = cast(Hashable, link)
-            onion = self.onion
             try:
+                if isinstance(link, WebSocketLink):
+                    await link.wait_closed()
+                    raise LinkClosed(link.close_reason)
                 while True:
-                    if blocks is not None:
-                        errors = []
-                        for block in await blocks():
-                            errors.extend(onion.receive_block(key, block, _wall()))
-                    else:
-                        errors = onion.receive_cells(key, [await link.receive_cell()], _wall())
-                    if errors:
-                        self.dropped_cells += len(errors)
-                        for err in errors:
-                            log.debug("dropped a cell from %s: %s", peer[:4].hex(), err)
+                    account(onion.receive_cells(key, [await link.receive_cell()], _wall()))
                     self._drain_events(wake_flusher=False)
                     await self._flush()
             except LinkClosed as exc:
@@ -486,7 +499,7 @@ class Node:
         finally:
             self._flush_follows = False
         if wake_flusher:
-            self._flush_wanted.set()
+            self._flush_now()
         # Wake the timer task only when the onion's next deadline moved: on the data path it
         # does not, and a wake-up per batch of cells was ~4 % of a relay's CPU.
         if self.onion.get_timer() != self._armed_deadline:
@@ -610,7 +623,7 @@ class Node:
             else:
                 self._backlogged.pop(circuit, None)
             if not self._flush_follows:
-                self._flush_wanted.set()
+                self._flush_now()
 
         return pump
 
@@ -691,9 +704,39 @@ class Node:
             self._flush_wanted = trio.Event()
             await self._flush()
 
+    def _flush_now(self) -> None:
+        """The flush without waiting, from whichever task just queued cells: when no flush is
+        running and each link takes its share at once, the cells leave now (a forwarded
+        request or reply then costs no task switch); whatever is left waits, in order, for
+        the flush task."""
+        if self._flush_lock.locked() or self._carry:
+            self._flush_wanted.set()
+            return
+        out = self.onion.blocks_to_send()
+        if out:
+            for link, blocks in _by_link(out).items():
+                if not isinstance(link, WebSocketLink):
+                    self._carry.append((link, blocks))
+                    continue
+                try:
+                    taken = link.send_blocks_nowait(blocks)
+                except LinkClosed:
+                    self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
+                    continue
+                if taken < len(blocks):
+                    self._carry.append((link, blocks[taken:]))
+        if self._carry or self._backlogged:
+            self._flush_wanted.set()
+
     async def _flush(self) -> None:
         """Move every queued cell to its link, in order, waiting for queue space."""
         async with self._flush_lock:
+            while self._carry:
+                link, blocks = self._carry.popleft()
+                try:
+                    await _send_cells(link, blocks)
+                except LinkClosed:
+                    self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
             while True:
                 out = self.onion.blocks_to_send()
                 if not out:
@@ -704,19 +747,11 @@ class Node:
                     out = self.onion.blocks_to_send()
                     if not out:
                         return
-                by_link: dict[Link, list[bytes]] = {}
-                for link_id, cell in out:
-                    link = cast(Link, link_id)
-                    cells = by_link.get(link)
-                    if cells is None:
-                        by_link[link] = [cell]
-                    else:
-                        cells.append(cell)
-                for link, cells in by_link.items():
+                for link, blocks in _by_link(out).items():
                     try:
-                        await _send_cells(link, cells)
+                        await _send_cells(link, blocks)
                     except LinkClosed:
-                        self.dropped_cells += len(cells)
+                        self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
 
     # -- circuits (client role) -----------------------------------------------------------
 
@@ -906,6 +941,19 @@ class Node:
             "relayed_circuits": self.onion.relayed_circuit_count,
             "dropped_cells": self.dropped_cells,
         }
+
+
+def _by_link(out: list[tuple[Hashable, bytes]]) -> dict[Link, list[bytes]]:
+    """Queued output grouped per link, each link's blocks in their order."""
+    by_link: dict[Link, list[bytes]] = {}
+    for link_id, block in out:
+        link = cast(Link, link_id)
+        blocks = by_link.get(link)
+        if blocks is None:
+            by_link[link] = [block]
+        else:
+            blocks.append(block)
+    return by_link
 
 
 async def _send_cells(link: Link, blocks: list[bytes]) -> None:

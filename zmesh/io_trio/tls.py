@@ -52,6 +52,7 @@ class TlsStream(trio.abc.Stream):
         # fd stays trio's: only transport.aclose() closes it (and wakes our waiters).
         self._fd = transport.socket.fileno()
         self._closed = False
+        self._unsent: memoryview | None = None  # TLS bytes send_nowait could not write
 
     def getpeercert(self, binary_form: bool = True) -> bytes | None:
         der = self._obj.getpeercert(binary_form=True)
@@ -60,6 +61,11 @@ class TlsStream(trio.abc.Stream):
     @property
     def needs_flush(self) -> bool:
         return self._out.pending > 0
+
+    @property
+    def has_unsent(self) -> bool:
+        """:meth:`send_nowait` left bytes that :meth:`send_pending` must write first."""
+        return self._unsent is not None
 
     async def _read_socket(self) -> bool:
         if self._closed:
@@ -110,8 +116,35 @@ class TlsStream(trio.abc.Stream):
             return
 
     async def _flush(self) -> None:
+        if self._unsent is not None:
+            unsent, self._unsent = self._unsent, None
+            await self._send_raw(unsent)
         if self._out.pending:
             await self._send_raw(self._out.read())
+
+    def send_nowait(self, data: bytes) -> bool:
+        """Encrypt ``data`` and write what the socket takes now, without waiting; True when
+        all of it went. Otherwise the rest is kept (``has_unsent``) and the single writer
+        must call :meth:`send_pending` before anything else it sends."""
+        if self._closed:
+            raise trio.ClosedResourceError("TLS stream closed")
+        if self._unsent is not None:
+            raise trio.BusyResourceError("unsent bytes wait for send_pending()")
+        try:
+            self._obj.write(data)
+        except ssl.SSLError as exc:
+            raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
+        view = memoryview(self._out.read())
+        while view:
+            try:
+                sent = os.write(self._fd, view)
+            except BlockingIOError:
+                self._unsent = view
+                return False
+            except OSError as exc:
+                raise trio.BrokenResourceError(f"socket error: {exc}") from exc
+            view = view[sent:]
+        return True
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -144,6 +177,8 @@ class TlsStream(trio.abc.Stream):
             parts.append(chunk)
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._unsent is not None:
+            await self._flush()  # keeps the byte order of an earlier send_nowait
         try:
             self._obj.write(data)
         except ssl.SSLError as exc:

@@ -181,6 +181,11 @@ class WebSocketLink:
         self._recv_ready = trio.Event()  # a blocked receiver may retry
         self._recv_space = trio.Event()  # the reader may read the socket again
         self._closed: LinkClosed | None = None
+        self._closed_event = trio.Event()
+        self._writer_busy = True  # until the writer task runs, nothing is written directly
+        # Set by the runtime: complete messages go straight to it from the reader task (one
+        # task, no queue hand-off per message). None: they queue for receive_*().
+        self._deliver: Callable[[list[bytes]], Awaitable[None]] | None = None
         self._cancel = trio.CancelScope()
         self._ping_seq = 0
         self._ping_sent: dict[int, float] = {}
@@ -207,7 +212,7 @@ class WebSocketLink:
             if self._send_cells < self._settings.send_queue:
                 self._send_q.append(cell)
                 self._send_cells += 1
-                self._send_ready.set()
+                self._write_now()
                 # A checkpoint keeps send_cell cancellable and fair without a task switch per
                 # cell when nothing else is runnable.
                 await trio.lowlevel.checkpoint_if_cancelled()
@@ -224,7 +229,7 @@ class WebSocketLink:
         if taken:
             self._send_q.extend(taken)
             self._send_cells += len(taken)
-            self._send_ready.set()
+            self._write_now()
         return len(taken)
 
     def send_blocks_nowait(self, blocks: list[bytes]) -> int:
@@ -242,7 +247,7 @@ class WebSocketLink:
             self._send_cells += len(block) >> 10  # // CELL_SIZE
             taken += 1
         if taken:
-            self._send_ready.set()
+            self._write_now()
         return taken
 
     async def wait_send_space(self) -> None:
@@ -308,9 +313,24 @@ class WebSocketLink:
 
     # -- internals ------------------------------------------------------------------------
 
+    def set_deliver(self, deliver: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        """Have the reader task hand every batch of received messages (each one or more
+        whole cells) to ``deliver`` and await it, instead of queueing them for
+        ``receive_*``. While ``deliver`` waits (back-pressure further on), nothing more is
+        read from this link's socket."""
+        self._deliver = deliver
+
+    async def wait_closed(self) -> None:
+        await self._closed_event.wait()
+
+    @property
+    def close_reason(self) -> str:
+        return self._closed.reason if self._closed is not None else "open"
+
     def _close(self, reason: str) -> None:
         if self._closed is None:
             self._closed = LinkClosed(reason)
+            self._closed_event.set()
             log.debug("link to %s closed: %s", self._peer_id[:4].hex(), reason)
         for event in (self._send_ready, self._send_space, self._recv_ready, self._recv_space):
             event.set()
@@ -361,6 +381,15 @@ class WebSocketLink:
                     self._recv_cells += n // CELL_SIZE
                     stats.cells_received += n // CELL_SIZE
                     stats.bytes_received += n
+                    deliver = self._deliver
+                    if deliver is not None:
+                        if not self._t.pending_events():
+                            # Everything read so far is parsed: hand it on in one call.
+                            blocks = list(self._recv_q)
+                            self._recv_q.clear()
+                            self._recv_cells = 0
+                            await deliver(blocks)
+                        continue
                     self._recv_ready.set()
                     while self._recv_cells >= self._settings.receive_queue:
                         if self._recv_space.is_set():
@@ -388,52 +417,83 @@ class WebSocketLink:
             self._close(f"websocket protocol error: {exc}")
 
     async def _writer(self) -> None:
-        stats = self._stats
         q = self._send_q
-        ws = self._t.ws
         try:
+            # _writer_busy is False only while this task is parked on _send_ready: then, and
+            # only then, other tasks may write directly (_write_now).
             while True:
-                if self._t.flush_wanted:
+                stream = self._t.stream
+                if stream.has_unsent or self._t.flush_wanted:
                     self._t.flush_wanted = False
-                    await self._t.stream.send_pending()
+                    await stream.send_pending()
+                    continue
                 if not q and not self._control:
                     if self._closed is not None:
                         return
                     self._send_ready = trio.Event()
-                    await self._send_ready.wait()
+                    self._writer_busy = False
+                    try:
+                        await self._send_ready.wait()
+                    finally:
+                        self._writer_busy = True
                     continue
-                frames: list[bytes | memoryview] = []
-                if self._control:
-                    frames.extend(self._t.ws.send(e) for e in self._control)
-                    self._control.clear()
-                ncells = 0
-                # A server's data frames are unmasked and no extension is ever negotiated, so
-                # the frame is a 2-10 byte header before the batch (RFC 6455 §5.2): framed
-                # here, the batch is copied once (into the TLS write) instead of three times
-                # in wsproto. A client masks (§5.3); wsproto does that.
-                raw = not ws.client and ws.state is ConnectionState.OPEN
-                # Up to four messages per TLS write: ~256 KiB keeps the pipe full without
-                # holding the event loop for long.
-                for _ in range(4):
-                    if not q:
-                        break
-                    parts, k = _take_message(q, MAX_CELLS_PER_MESSAGE)
-                    if raw:
-                        frames.append(_binary_frame_header(k * CELL_SIZE))
-                        frames.extend(parts)
-                    else:
-                        batch = parts[0] if len(parts) == 1 else b"".join(parts)
-                        frames.append(ws.send(Message(data=bytes(batch))))
-                    ncells += k
-                self._send_cells -= ncells
-                self._send_space.set()
-                await self._t.stream.send_all(frames[0] if len(frames) == 1 else b"".join(frames))
-                stats.cells_sent += ncells
-                stats.bytes_sent += ncells * CELL_SIZE
+                await stream.send_all(self._frame_queued())
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
             self._close(f"send failed: {exc.__class__.__name__}")
         except WsLocalError as exc:
             self._close(f"websocket state: {exc}")
+
+    def _frame_queued(self) -> bytes:
+        """Frame queued control events and up to four messages of queued cells (~256 KiB
+        keeps the pipe full without holding the event loop for long) for one TLS write."""
+        q = self._send_q
+        ws = self._t.ws
+        frames: list[bytes | memoryview] = []
+        if self._control:
+            frames.extend(ws.send(e) for e in self._control)
+            self._control.clear()
+        ncells = 0
+        # A server's data frames are unmasked and no extension is ever negotiated, so the
+        # frame is a 2-10 byte header before the batch (RFC 6455 §5.2): framed here, the
+        # batch is copied once (into the TLS write) instead of three times in wsproto. A
+        # client masks (§5.3); wsproto does that.
+        raw = not ws.client and ws.state is ConnectionState.OPEN
+        for _ in range(4):
+            if not q:
+                break
+            parts, k = _take_message(q, MAX_CELLS_PER_MESSAGE)
+            if raw:
+                frames.append(_binary_frame_header(k * CELL_SIZE))
+                frames.extend(parts)
+            else:
+                batch = parts[0] if len(parts) == 1 else b"".join(parts)
+                frames.append(ws.send(Message(data=bytes(batch))))
+            ncells += k
+        self._send_cells -= ncells
+        self._send_space.set()
+        self._stats.cells_sent += ncells
+        self._stats.bytes_sent += ncells * CELL_SIZE
+        return b"".join(frames)
+
+    def _write_now(self) -> None:
+        """Write what was just queued from the calling task, if the writer task is idle and
+        the socket takes it: a forwarded cell then leaves without a task switch (the latency
+        case). Whatever the socket does not take waits in the TLS stream for the writer."""
+        if self._writer_busy or self._closed is not None or self._t.stream.has_unsent:
+            self._send_ready.set()
+            return
+        try:
+            while self._send_q or self._control:
+                if not self._t.stream.send_nowait(self._frame_queued()):
+                    break
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
+            self._close(f"send failed: {exc.__class__.__name__}")
+            return
+        except WsLocalError as exc:
+            self._close(f"websocket state: {exc}")
+            return
+        if self._send_q or self._control or self._t.stream.has_unsent:
+            self._send_ready.set()
 
     async def _keepalive(self) -> None:
         interval = self._settings.keepalive_interval

@@ -727,7 +727,9 @@ class OnionNode:
             j = i + 1
             while j < n and block[j * CELL_SIZE : j * CELL_SIZE + 5] == header:
                 j += 1
-            run = get(header)
+            # A lone cell takes the per-cell closure: a kernel call costs more than it saves
+            # on one cell (bench/cells.py), and single cells are the interactive case.
+            run = get(header) if j - i > 1 else None
             if run is not None and len(self._out) + self._out_extra + (j - i) <= limit:
                 i += run(block, i, j - i)
                 if i == j:

@@ -68,12 +68,15 @@ __all__ = [
     "DEFAULT_MAX_STREAMS",
 ]
 
-#: 256 KiB per stream ≈ Tor's 500-cell stream window (500 cells of 498 B); at a 200 ms round trip
-#: it allows one stream about 1.3 MB/s.
-DEFAULT_STREAM_WINDOW: Final = 256 * 1024
-#: 1 MiB per circuit ≈ twice Tor's 1000-cell circuit window; bounds what one circuit can make a
-#: relay or an exit hold.
-DEFAULT_CIRCUIT_WINDOW: Final = 1024 * 1024
+#: 2 MiB per stream: one stream's throughput is at most window / round trip, and the round trip
+#: under load includes every queue on the path (socket buffers, link queues, the batches each
+#: hop works on). 256 KiB (Tor's old 500-cell window) held a loopback mesh to ~200 Mbit/s;
+#: 2 MiB allows ~80 Mbit/s at a 200 ms round trip (bench/e2e.py; docs/architecture.md §6).
+DEFAULT_STREAM_WINDOW: Final = 2 * 1024 * 1024
+#: 4 MiB per circuit (two full-speed streams): bounds what one circuit can make an exit or a
+#: client hold, and the queueing delay a bulk transfer adds for other streams of its circuit
+#: (window / bandwidth; there is no congestion control yet, see docs/threat-model.md).
+DEFAULT_CIRCUIT_WINDOW: Final = 4 * 1024 * 1024
 #: Streams alive at once on one circuit (a browser opens a few dozen per site).
 DEFAULT_MAX_STREAMS: Final = 256
 #: A SENDME goes out once this fraction of the window is owed (1/8: the sender rarely stalls,
