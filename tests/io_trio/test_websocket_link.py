@@ -218,3 +218,121 @@ async def test_pending_handshakes_are_bounded() -> None:
         await link.aclose()
         await extra.aclose()
         nursery.cancel_scope.cancel()
+
+
+async def _linked_pair(
+    nursery: trio.Nursery, settings: LinkSettings = FAST
+) -> tuple[WebSocketLink, WebSocketLink]:
+    """A running client link and the server's end of it (neither echoes)."""
+    accepted: list[WebSocketLink] = []
+
+    async def on_link(link: WebSocketLink) -> None:
+        accepted.append(link)
+        await link.run()
+
+    port: int = await nursery.start(
+        lambda task_status: serve_websocket_links(
+            SERVER, on_link, port=0, settings=settings, task_status=task_status
+        )
+    )
+    client = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=settings)
+    nursery.start_soon(client.run)
+    with trio.fail_after(2):
+        while not accepted:
+            await trio.sleep(0.01)
+    return client, accepted[0]
+
+
+def _runs(total_cells: int, seed: int) -> list[bytes]:
+    """Runs of 1..150 whole cells with distinct, position-dependent contents."""
+    import random
+
+    rng = random.Random(seed)
+    runs, n = [], 0
+    while n < total_cells:
+        k = min(rng.randint(1, 150), total_cells - n)
+        runs.append(b"".join(n.to_bytes(4, "big") * (CELL_SIZE // 4) for n in range(n, n + k)))
+        n += k
+    return runs
+
+
+@pytest.mark.parametrize("direction", ["client-to-server", "server-to-client"])
+async def test_runs_arrive_in_order_through_direct_and_queued_writes(direction: str) -> None:
+    # Direct writes (writer idle), partial socket writes finished by the writer, and runs
+    # longer than one message must all keep the byte order: the receiver reads slowly so
+    # the socket fills and every path is taken.
+    async with trio.open_nursery() as nursery:
+        client, server = await _linked_pair(nursery)
+        sender, receiver = (client, server) if direction == "client-to-server" else (server, client)
+        runs = _runs(6000, 7)
+        expected = b"".join(runs)
+        got = bytearray()
+
+        async def slow_reader() -> None:
+            while len(got) < len(expected):
+                for block in await receiver.receive_blocks():
+                    got.extend(block)
+                if len(got) < len(expected) // 2:
+                    await trio.sleep(0.001)
+
+        nursery.start_soon(slow_reader)
+        pending = list(runs)
+        with trio.fail_after(30):
+            while pending:
+                taken = sender.send_blocks_nowait(pending)
+                pending = pending[taken:]
+                if pending:
+                    await sender.wait_send_space()
+            while len(got) < len(expected):
+                await trio.sleep(0.01)
+        assert bytes(got) == expected
+        assert sender.stats.cells_sent == receiver.stats.cells_received == 6000
+        nursery.cancel_scope.cancel()
+
+
+async def test_deliver_gets_whole_messages_and_holds_the_reader() -> None:
+    async with trio.open_nursery() as nursery:
+        small = LinkSettings(send_queue=64, keepalive_interval=10, handshake_timeout=2.0)
+        client, server = await _linked_pair(nursery, small)
+        delivered: list[bytes] = []
+        gate = trio.Event()
+
+        async def deliver(blocks: list[bytes]) -> None:
+            delivered.extend(blocks)
+            await gate.wait()  # a stalled next hop: the reader must not read on
+
+        server.set_deliver(deliver)
+        runs = _runs(20000, 3)  # more than the socket buffers hold
+        pending = list(runs)
+        with trio.move_on_after(1.0):
+            while pending:
+                taken = client.send_blocks_nowait(pending)
+                pending = pending[taken:]
+                if pending:
+                    await client.wait_send_space()
+        # Held back: the reader stopped inside deliver, so the client's queue filled up.
+        assert pending
+        assert sum(len(b) for b in delivered) < sum(len(r) for r in runs)
+        gate.set()
+        with trio.fail_after(10):
+            while pending:
+                taken = client.send_blocks_nowait(pending)
+                pending = pending[taken:]
+                if pending:
+                    await client.wait_send_space()
+            while sum(len(b) for b in delivered) < sum(len(r) for r in runs):
+                await trio.sleep(0.01)
+        assert b"".join(delivered) == b"".join(runs)
+        assert all(len(b) % CELL_SIZE == 0 and 0 < len(b) <= 64 * CELL_SIZE for b in delivered)
+        nursery.cancel_scope.cancel()
+
+
+async def test_wait_closed_returns_when_the_peer_goes() -> None:
+    async with trio.open_nursery() as nursery:
+        client, server = await _linked_pair(nursery)
+        server.set_deliver(lambda blocks: trio.lowlevel.checkpoint())
+        await client.aclose()
+        with trio.fail_after(2):
+            await server.wait_closed()
+        assert server.closed and server.close_reason
+        nursery.cancel_scope.cancel()
