@@ -41,6 +41,7 @@ from typing import cast
 import trio
 
 from zmesh.io_trio.circuit_streams import CircuitStreams, MeshStream
+from zmesh.io_trio.direct_socket import DirectSocketStream
 from zmesh.io_trio.link import Link, LinkClosed
 from zmesh.io_trio.rendezvous import RendezvousError, fetch_records, publish_record
 from zmesh.io_trio.state import NodeIdentity, StateDir
@@ -677,7 +678,7 @@ class Node:
         if stream is None:
             await tcp.aclose()
             return
-        await splice(stream, tcp)
+        await splice(stream, DirectSocketStream(tcp))
 
     async def _timer_task(self) -> None:
         while True:

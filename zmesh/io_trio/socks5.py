@@ -19,6 +19,7 @@ from functools import partial
 
 import trio
 
+from zmesh.io_trio.direct_socket import DirectSocketStream
 from zmesh.sansio.exit.socks5 import (
     ConnectRequested,
     HandshakeFailed,
@@ -88,9 +89,11 @@ async def _guarded_handler(
         await client.aclose()
         return
     try:
-        async with client:
+        # Direct socket calls: no scheduler pass after each successful read or write of the
+        # application's bytes (zmesh/io_trio/direct_socket.py).
+        async with DirectSocketStream(client) as stream:
             await handle_socks5_client(
-                client,
+                stream,
                 open_stream,
                 auth=auth,
                 handshake_timeout=handshake_timeout,

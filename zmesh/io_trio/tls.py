@@ -11,28 +11,23 @@ single-reader, single-writer use of the link: one task reads, one task writes. R
 reading produces for the peer (TLS 1.3 KeyUpdate answers, tickets) wait in the outgoing BIO and
 leave with the next write; ``needs_flush`` tells the writer to send them.
 
-Socket calls go straight to the non-blocking socket and park in
-``trio.lowlevel.wait_readable`` / ``wait_writable`` only when the kernel says EAGAIN.
-``trio.SocketStream`` instead yields to the scheduler after *every* call, even one that
-succeeded at once; on a relay that was three or four extra scheduler passes per forwarded
-cell, most of a hop's latency. Fairness is kept by yielding after every large read (the bulk
-case, where a read finds data waiting every time); a small read is followed by a read that
-would block, which parks anyway.
+Socket calls go through :class:`~zmesh.io_trio.direct_socket.DirectSocketStream`: straight to
+the non-blocking socket, parking only on EAGAIN (``trio.SocketStream`` yields to the scheduler
+after every call, which was most of a relay hop's latency).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
 import ssl
 
 import trio
 
+from zmesh.io_trio.direct_socket import DirectSocketStream
+
 __all__ = ["TlsStream", "READ_SIZE"]
 
 READ_SIZE = 256 * 1024  # socket read per wake-up; ~16 TLS records
-_YIELD_AFTER = 16 * 1024  # a read at least this large yields to other tasks (see above)
 
 
 class TlsStream(trio.abc.Stream):
@@ -42,16 +37,11 @@ class TlsStream(trio.abc.Stream):
         self, transport: trio.SocketStream, context: ssl.SSLContext, *, server_side: bool
     ) -> None:
         self.transport = transport
+        self._sock = DirectSocketStream(transport)  # also sets TCP_NODELAY
         self._in = ssl.MemoryBIO()
         self._out = ssl.MemoryBIO()
         self._obj = context.wrap_bio(self._in, self._out, server_side=server_side)
         self._eof = False
-        with contextlib.suppress(OSError):
-            transport.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, True)
-        # trio's socket is non-blocking; read(2)/write(2) on its fd are the direct calls. The
-        # fd stays trio's: only transport.aclose() closes it (and wakes our waiters).
-        self._fd = transport.socket.fileno()
-        self._closed = False
         self._unsent: memoryview | None = None  # TLS bytes send_nowait could not write
 
     def getpeercert(self, binary_form: bool = True) -> bytes | None:
@@ -68,37 +58,15 @@ class TlsStream(trio.abc.Stream):
         return self._unsent is not None
 
     async def _read_socket(self) -> bool:
-        if self._closed:
-            raise trio.ClosedResourceError("TLS stream closed")
-        while True:
-            try:
-                data = os.read(self._fd, READ_SIZE)
-                break
-            except BlockingIOError:
-                await trio.lowlevel.wait_readable(self._fd)
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket error: {exc}") from exc
+        data = await self._sock.receive_some(READ_SIZE)
         if not data:
             self._in.write_eof()
             return False
         self._in.write(data)
-        if len(data) >= _YIELD_AFTER:
-            await trio.lowlevel.checkpoint()
         return True
 
     async def _send_raw(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closed:
-            raise trio.ClosedResourceError("TLS stream closed")
-        view = memoryview(data)
-        while view:
-            try:
-                sent = os.write(self._fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._fd)
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket error: {exc}") from exc
-            view = view[sent:]
+        await self._sock.send_all(data)
 
     async def do_handshake(self) -> None:
         while True:
@@ -126,25 +94,14 @@ class TlsStream(trio.abc.Stream):
         """Encrypt ``data`` and write what the socket takes now, without waiting; True when
         all of it went. Otherwise the rest is kept (``has_unsent``) and the single writer
         must call :meth:`send_pending` before anything else it sends."""
-        if self._closed:
-            raise trio.ClosedResourceError("TLS stream closed")
         if self._unsent is not None:
             raise trio.BusyResourceError("unsent bytes wait for send_pending()")
         try:
             self._obj.write(data)
         except ssl.SSLError as exc:
             raise trio.BrokenResourceError(f"TLS error: {exc}") from exc
-        view = memoryview(self._out.read())
-        while view:
-            try:
-                sent = os.write(self._fd, view)
-            except BlockingIOError:
-                self._unsent = view
-                return False
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket error: {exc}") from exc
-            view = view[sent:]
-        return True
+        self._unsent = self._sock.send_nowait(self._out.read())
+        return self._unsent is None
 
     async def _flush_quietly(self) -> None:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -195,5 +152,4 @@ class TlsStream(trio.abc.Stream):
     async def aclose(self) -> None:
         # No close_notify: the WebSocket Close frame already ended the session, and waiting
         # for the peer's close_notify would let it hold our shutdown.
-        self._closed = True
-        await self.transport.aclose()
+        await self._sock.aclose()
