@@ -50,14 +50,6 @@ RUN = 64
 MIN_TIME = 0.02
 ROUNDS = 7
 HEADER = struct.pack("!IB", 0x80000007, 3)
-KERNELS = (
-    "relay_forward",
-    "relay_backward",
-    "end_open",
-    "end_seal",
-    "frame_messages",
-    "scan_messages",
-)
 
 Op = Callable[[], object]
 
@@ -68,8 +60,8 @@ def _hop(rng: random.Random, aead: CellAead) -> HopKeys:
 
 
 def _kernel_ops(aead: CellAead, rng: random.Random, impl: str) -> dict[str, Op]:
-    """One 64-cell run per call of each kernel of one backend (``py`` or ``c``)."""
-    pick = {name: getattr(kernels, f"_{impl}_{name}") for name in KERNELS}
+    """One 64-cell run per call of each kernel of one backend (``python`` or ``c``)."""
+    pick = kernels.IMPLEMENTATIONS[impl]
     hops = [_hop(rng, aead) for _ in range(3)]
     bwd = [kernels.CellKey(aead, h.backward_key) for h in hops]
     fwd = kernels.CellKey(aead, hops[0].forward_key)
@@ -126,19 +118,19 @@ def _baseline_ops(aead: CellAead, rng: random.Random) -> dict[str, Op]:
         return None
 
     def setup_forward() -> None:
-        RelayLayers(hops[0]).pipe(True, HEADER, None, sink.append, nothing)
+        RelayLayers(hops[0]).pipe(True, HEADER, None, sink.append, nothing)[0]
 
     def setup_backward() -> None:
-        RelayLayers(hops[0]).pipe(False, HEADER, None, sink.append, nothing)
+        RelayLayers(hops[0]).pipe(False, HEADER, None, sink.append, nothing)[0]
 
     def relay_forward() -> None:
-        pipe = RelayLayers(hops[0]).pipe(True, HEADER, None, sink.append, nothing)
+        pipe = RelayLayers(hops[0]).pipe(True, HEADER, None, sink.append, nothing)[0]
         for cell in forward_cells:
             pipe(cell)  # raises AuthenticationFailed if a cell did not verify
         sink.clear()
 
     def relay_backward() -> None:
-        pipe = RelayLayers(hops[0]).pipe(False, HEADER, None, sink.append, nothing)
+        pipe = RelayLayers(hops[0]).pipe(False, HEADER, None, sink.append, nothing)[0]
         for cell in forward_cells:
             pipe(cell)
         sink.clear()
@@ -191,14 +183,14 @@ def main() -> None:
         "cryptography": cryptography.__version__,
         "cryptography_openssl": crypto_backend.openssl_version_text(),
     }
-    have_c = kernels.BACKEND == "c"
     for aead in (CellAead.CHACHA20_POLY1305, CellAead.AES_256_GCM):
         ops: dict[str, Op] = {}
-        for impl in ("c", "py") if have_c else ("py",):
-            ops.update({f"{impl}.{k}": v for k, v in _kernel_ops(aead, rng, impl).items()})
+        for impl in ("c", "python"):
+            if impl in kernels.IMPLEMENTATIONS:
+                ops.update({f"{impl}.{k}": v for k, v in _kernel_ops(aead, rng, impl).items()})
         ops.update({f"baseline.{k}": v for k, v in _baseline_ops(aead, rng).items()})
         secs = _measure(ops)
-        python = {k[3:]: _per_cell(v, k) for k, v in secs.items() if k.startswith("py.")}
+        python = {k[7:]: _per_cell(v, k) for k, v in secs.items() if k.startswith("python.")}
         c = {k[2:]: _per_cell(v, k) for k, v in secs.items() if k.startswith("c.")} or None
         # The relay pipes own their counters, so each baseline run builds a fresh one; that
         # set-up (cipher objects, the first 64-cell pad block), measured alone, is taken off

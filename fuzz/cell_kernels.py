@@ -22,18 +22,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
 from typing import Any
 
 U64 = 1 << 64
-KERNELS = (
-    "relay_forward",
-    "relay_backward",
-    "end_open",
-    "end_seal",
-    "frame_messages",
-    "scan_messages",
-)
 
 
 def main() -> None:
@@ -44,11 +35,7 @@ def main() -> None:
         from zmesh._accel import cells as kernels
         from zmesh.sansio.wire import LocalProtocolError
 
-    impls: dict[str, dict[str, Callable[..., Any]]] = {
-        "python": {k: getattr(kernels, f"_py_{k}") for k in KERNELS}
-    }
-    if kernels.BACKEND == "c":
-        impls["c"] = {k: getattr(kernels, f"_c_{k}") for k in KERNELS}
+    impls = kernels.IMPLEMENTATIONS
 
     header = b"\x80\x00\x00\x07\x03"
     keys = {

@@ -256,6 +256,16 @@ def _runs(total_cells: int, seed: int) -> list[bytes]:
     return runs
 
 
+async def _send_runs(link: WebSocketLink, pending: list[bytes]) -> None:
+    """Queue every run, waiting for space; ``pending`` shrinks as runs are taken (so a
+    cancelled call leaves the rest in it)."""
+    while pending:
+        taken = link.send_blocks_nowait(pending)
+        del pending[:taken]
+        if pending:
+            await link.wait_send_space()
+
+
 @pytest.mark.parametrize("direction", ["client-to-server", "server-to-client"])
 async def test_runs_arrive_in_order_through_direct_and_queued_writes(direction: str) -> None:
     # Direct writes (writer idle), partial socket writes finished by the writer, and runs
@@ -276,13 +286,8 @@ async def test_runs_arrive_in_order_through_direct_and_queued_writes(direction: 
                     await trio.sleep(0.001)
 
         nursery.start_soon(slow_reader)
-        pending = list(runs)
         with trio.fail_after(30):
-            while pending:
-                taken = sender.send_blocks_nowait(pending)
-                pending = pending[taken:]
-                if pending:
-                    await sender.wait_send_space()
+            await _send_runs(sender, runs)
             while len(got) < len(expected):
                 await trio.sleep(0.01)
         assert bytes(got) == expected
@@ -305,21 +310,13 @@ async def test_deliver_gets_whole_messages_and_holds_the_reader() -> None:
         runs = _runs(20000, 3)  # more than the socket buffers hold
         pending = list(runs)
         with trio.move_on_after(1.0):
-            while pending:
-                taken = client.send_blocks_nowait(pending)
-                pending = pending[taken:]
-                if pending:
-                    await client.wait_send_space()
+            await _send_runs(client, pending)
         # Held back: the reader stopped inside deliver, so the client's queue filled up.
         assert pending
         assert sum(len(b) for b in delivered) < sum(len(r) for r in runs)
         gate.set()
         with trio.fail_after(10):
-            while pending:
-                taken = client.send_blocks_nowait(pending)
-                pending = pending[taken:]
-                if pending:
-                    await client.wait_send_space()
+            await _send_runs(client, pending)
             while sum(len(b) for b in delivered) < sum(len(r) for r in runs):
                 await trio.sleep(0.01)
         assert b"".join(delivered) == b"".join(runs)

@@ -39,8 +39,9 @@ def _relative(path: str, as_script: bool) -> str:
     return path if rel.startswith("..") else rel
 
 
-def _cdef_from_header(header: str) -> str:
-    with open(header, encoding="utf-8") as fh:
+def cdef_from_header(kernels: str) -> str:
+    """The declarations between the CDEF markers of ``<kernels>.h``."""
+    with open(os.path.join(HERE, kernels + ".h"), encoding="utf-8") as fh:
         text = fh.read()
     start = text.index(_CDEF_BEGIN) + len(_CDEF_BEGIN)
     return text[start : text.index(_CDEF_END)]
@@ -61,7 +62,7 @@ def make_builder(
     """
     header = os.path.join(HERE, kernels + ".h")
     ffibuilder = FFI()
-    ffibuilder.cdef(_cdef_from_header(header))
+    ffibuilder.cdef(cdef_from_header(kernels))
     ffibuilder.set_source(
         "zmesh._accel." + module,
         f'#include "{kernels}.h"',

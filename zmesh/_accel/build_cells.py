@@ -24,17 +24,16 @@ else:  # exec'd by cffi, where zmesh need not import: load the sibling by its ba
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _cffi_build
 
-_MODULE = "_cellcrypt"
-_AS_SCRIPT = __name__ == "__main__"
+    del sys.path[0]
 
 # C11 for <stdatomic.h> (the per-key busy flag); the AEAD work itself is OpenSSL's.
 ffibuilder = _cffi_build.make_builder(
-    _MODULE,
+    "_cellcrypt",
     "cell_kernels",
-    as_script=_AS_SCRIPT,
+    as_script=__name__ == "__main__",
     cflags=["-O2", "-std=c11"],
     libraries=["crypto"],
 )
 
-if _AS_SCRIPT:
-    print(f"built {_cffi_build.build_in_place(ffibuilder, _MODULE)}")
+if __name__ == "__main__":
+    print("built", _cffi_build.build_in_place(ffibuilder, "_cellcrypt"))

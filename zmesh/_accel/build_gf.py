@@ -26,13 +26,17 @@ else:  # exec'd by cffi, where zmesh need not import: load the sibling by its ba
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     import _cffi_build
 
-_MODULE = "_gf256"
-_AS_SCRIPT = __name__ == "__main__"
+    del sys.path[0]
+
+
+def _cdef_from_header() -> str:  # tests/accel/test_gf_accel.py reads the cdef through this
+    return _cffi_build.cdef_from_header("gf_kernels")
+
 
 # -O3 unrolls the portable table loop; the SIMD loops are already unrolled by hand.
 ffibuilder = _cffi_build.make_builder(
-    _MODULE, "gf_kernels", as_script=_AS_SCRIPT, cflags=["-O3", "-std=c99"]
+    "_gf256", "gf_kernels", as_script=__name__ == "__main__", cflags=["-O3", "-std=c99"]
 )
 
-if _AS_SCRIPT:
-    print(f"built {_cffi_build.build_in_place(ffibuilder, _MODULE)}")
+if __name__ == "__main__":
+    print("built", _cffi_build.build_in_place(ffibuilder, "_gf256"))

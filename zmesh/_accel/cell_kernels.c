@@ -95,39 +95,34 @@ void zm_key_free(zm_cell_key *key)
     free(key);
 }
 
-/* Try-lock up to three keys; a key listed twice is locked once. 1 on success, 0 if another
- * thread holds one of them (then none is held). */
-static int lock_keys(zm_cell_key *const *keys, size_t count)
+/* 0 if keys[i] is listed before position i too: a key listed twice is locked once. */
+static int first_listing(zm_cell_key *const *keys, size_t i)
 {
-    for (size_t i = 0; i < count; i++) {
-        int seen = 0;
-        for (size_t j = 0; j < i; j++)
-            seen |= keys[j] == keys[i];
-        if (seen)
-            continue;
-        if (atomic_flag_test_and_set_explicit(&keys[i]->busy, memory_order_acquire)) {
-            for (size_t u = 0; u < i; u++) {
-                int again = 0;
-                for (size_t j = 0; j < u; j++)
-                    again |= keys[j] == keys[u];
-                if (!again)
-                    atomic_flag_clear_explicit(&keys[u]->busy, memory_order_release);
-            }
+    for (size_t j = 0; j < i; j++)
+        if (keys[j] == keys[i])
             return 0;
-        }
-    }
     return 1;
 }
 
 static void unlock_keys(zm_cell_key *const *keys, size_t count)
 {
-    for (size_t i = 0; i < count; i++) {
-        int seen = 0;
-        for (size_t j = 0; j < i; j++)
-            seen |= keys[j] == keys[i];
-        if (!seen)
+    for (size_t i = 0; i < count; i++)
+        if (first_listing(keys, i))
             atomic_flag_clear_explicit(&keys[i]->busy, memory_order_release);
+}
+
+/* Try-lock up to three keys. 1 on success, 0 if another thread holds one of them (then none
+ * is held). */
+static int lock_keys(zm_cell_key *const *keys, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (first_listing(keys, i)
+            && atomic_flag_test_and_set_explicit(&keys[i]->busy, memory_order_acquire)) {
+            unlock_keys(keys, i);
+            return 0;
+        }
     }
+    return 1;
 }
 
 /* 96-bit nonce: 32 zero bits || 64-bit big-endian cell counter (cells.md 5.3). */
@@ -192,76 +187,12 @@ static int keystream(EVP_CIPHER_CTX *ctx, const unsigned char *iv, unsigned char
     return 1;
 }
 
-int64_t zm_relay_forward(zm_cell_key *key, uint64_t counter, const unsigned char *cells,
-                         size_t cells_len, const unsigned char *pads, size_t pads_len,
-                         const unsigned char *header, size_t header_len, unsigned char *out,
-                         size_t out_len)
+/* Open every layer of a run of n cells with keys[0..hops): the innermost plaintext of cell i
+ * goes to out + i * stride. Returns k (the verified prefix; cell k's output is cleansed),
+ * ZM_CELL_EBUSY or ZM_CELL_EEVP. The callers have checked every length. */
+static int64_t open_run(zm_cell_key *const *keys, size_t hops, uint64_t counter,
+                        const unsigned char *cells, size_t n, unsigned char *out, size_t stride)
 {
-    size_t n = items(cells_len, CELL);
-    unsigned char iv[NONCE];
-    int64_t result;
-
-    if (key == NULL || n == 0 || !counter_fits(counter, n) || pads_len != n * TAG
-        || header_len != HDR || out_len != cells_len)
-        return ZM_CELL_EARG;
-    if (!lock_keys(&key, 1))
-        return ZM_CELL_EBUSY;
-    result = (int64_t)n;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char *o = out + i * CELL;
-        int r;
-
-        make_nonce(iv, counter + i);
-        r = open_body(key->dec, iv, cells + i * CELL + HDR, o + DROP);
-        if (r != 1) {
-            OPENSSL_cleanse(o + DROP, PLAIN); /* no unverified plaintext leaves */
-            ERR_clear_error();
-            result = r == 0 ? (int64_t)i : ZM_CELL_EEVP;
-            break;
-        }
-        memcpy(o, header, HDR);
-        memcpy(o + HDR, pads + i * TAG, TAG);
-    }
-    unlock_keys(&key, 1);
-    return result;
-}
-
-int64_t zm_relay_backward(zm_cell_key *key, uint64_t counter, const unsigned char *cells,
-                          size_t cells_len, const unsigned char *header, size_t header_len,
-                          unsigned char *out, size_t out_len)
-{
-    size_t n = items(cells_len, CELL);
-    unsigned char iv[NONCE];
-    int64_t result;
-
-    if (key == NULL || n == 0 || !counter_fits(counter, n) || header_len != HDR
-        || out_len != cells_len)
-        return ZM_CELL_EARG;
-    if (!lock_keys(&key, 1))
-        return ZM_CELL_EBUSY;
-    result = (int64_t)n;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char *o = out + i * CELL;
-
-        make_nonce(iv, counter + i);
-        memcpy(o, header, HDR);
-        /* The first 16 body bytes are the filler this hop drops (cells.md 5.6). */
-        if (seal_body(key->enc, iv, cells + i * CELL + DROP, o + HDR) != 1) {
-            ERR_clear_error();
-            result = ZM_CELL_EEVP;
-            break;
-        }
-    }
-    unlock_keys(&key, 1);
-    return result;
-}
-
-int64_t zm_end_open(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_key *key2,
-                    uint64_t counter, const unsigned char *cells, size_t cells_len,
-                    unsigned char *out, size_t out_len)
-{
-    zm_cell_key *keys[ZM_CELL_MAX_HOPS] = {key0, key1, key2};
-    size_t n = items(cells_len, CELL);
     /* Ping-pong scratch for the middle layers: 16 bytes put back, then the plaintext. */
     unsigned char scratch[2][BODY];
     unsigned char dropped[ZM_CELL_MAX_HOPS][TAG];
@@ -269,18 +200,12 @@ int64_t zm_end_open(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_k
     unsigned char iv[NONCE];
     int64_t result;
 
-    if (hops < 1 || hops > ZM_CELL_MAX_HOPS || n == 0 || !counter_fits(counter, n)
-        || n > SIZE_MAX / PLAIN || out_len != n * PLAIN)
-        return ZM_CELL_EARG;
-    for (size_t j = 0; j < hops; j++)
-        if (keys[j] == NULL)
-            return ZM_CELL_EARG;
     if (!lock_keys(keys, hops))
         return ZM_CELL_EBUSY;
     result = (int64_t)n;
     for (size_t i = 0; i < n && result == (int64_t)n; i++) {
         const unsigned char *in = cells + i * CELL + HDR;
-        unsigned char *o = out + i * PLAIN;
+        unsigned char *o = out + i * stride;
         int r = 1;
 
         make_nonce(iv, counter + i);
@@ -306,7 +231,7 @@ int64_t zm_end_open(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_k
             }
         }
         if (r != 1) {
-            OPENSSL_cleanse(o, PLAIN);
+            OPENSSL_cleanse(o, PLAIN); /* no unverified plaintext leaves */
             ERR_clear_error();
             result = r == 0 ? (int64_t)i : ZM_CELL_EEVP;
         }
@@ -317,17 +242,15 @@ int64_t zm_end_open(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_k
     return result;
 }
 
-int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *plains,
-                    size_t plains_len, const unsigned char *header, size_t header_len,
-                    unsigned char *out, size_t out_len)
+/* Seal a run of n plaintexts (PLAIN bytes each, plaintext i at in + i * stride): out cell i is
+ * header || Seal(key, counter + i, plaintext i). Returns n, ZM_CELL_EBUSY or ZM_CELL_EEVP. The
+ * callers have checked every length. */
+static int64_t seal_run(zm_cell_key *key, uint64_t counter, const unsigned char *in,
+                        size_t stride, size_t n, const unsigned char *header, unsigned char *out)
 {
-    size_t n = items(plains_len, PLAIN);
     unsigned char iv[NONCE];
     int64_t result;
 
-    if (key == NULL || n == 0 || !counter_fits(counter, n) || header_len != HDR
-        || n > SIZE_MAX / CELL || out_len != n * CELL)
-        return ZM_CELL_EARG;
     if (!lock_keys(&key, 1))
         return ZM_CELL_EBUSY;
     result = (int64_t)n;
@@ -336,7 +259,7 @@ int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *pla
 
         make_nonce(iv, counter + i);
         memcpy(o, header, HDR);
-        if (seal_body(key->enc, iv, plains + i * PLAIN, o + HDR) != 1) {
+        if (seal_body(key->enc, iv, in + i * stride, o + HDR) != 1) {
             ERR_clear_error();
             result = ZM_CELL_EEVP;
             break;
@@ -344,6 +267,67 @@ int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *pla
     }
     unlock_keys(&key, 1);
     return result;
+}
+
+int64_t zm_relay_forward(zm_cell_key *key, uint64_t counter, const unsigned char *cells,
+                         size_t cells_len, const unsigned char *pads, size_t pads_len,
+                         const unsigned char *header, size_t header_len, unsigned char *out,
+                         size_t out_len)
+{
+    size_t n = items(cells_len, CELL);
+    int64_t k;
+
+    if (key == NULL || n == 0 || !counter_fits(counter, n) || pads_len != n * TAG
+        || header_len != HDR || out_len != cells_len)
+        return ZM_CELL_EARG;
+    /* Each plaintext lands where it stays in the output cell, after header and pad. */
+    k = open_run(&key, 1, counter, cells, n, out + DROP, CELL);
+    for (int64_t i = 0; i < k; i++) {
+        memcpy(out + i * CELL, header, HDR);
+        memcpy(out + i * CELL + HDR, pads + i * TAG, TAG);
+    }
+    return k;
+}
+
+int64_t zm_relay_backward(zm_cell_key *key, uint64_t counter, const unsigned char *cells,
+                          size_t cells_len, const unsigned char *header, size_t header_len,
+                          unsigned char *out, size_t out_len)
+{
+    size_t n = items(cells_len, CELL);
+
+    if (key == NULL || n == 0 || !counter_fits(counter, n) || header_len != HDR
+        || out_len != cells_len)
+        return ZM_CELL_EARG;
+    /* The first 16 body bytes are the filler this hop drops (cells.md 5.6). */
+    return seal_run(key, counter, cells + DROP, CELL, n, header, out);
+}
+
+int64_t zm_end_open(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_key *key2,
+                    uint64_t counter, const unsigned char *cells, size_t cells_len,
+                    unsigned char *out, size_t out_len)
+{
+    zm_cell_key *keys[ZM_CELL_MAX_HOPS] = {key0, key1, key2};
+    size_t n = items(cells_len, CELL);
+
+    if (hops < 1 || hops > ZM_CELL_MAX_HOPS || n == 0 || !counter_fits(counter, n)
+        || n > SIZE_MAX / PLAIN || out_len != n * PLAIN)
+        return ZM_CELL_EARG;
+    for (size_t j = 0; j < hops; j++)
+        if (keys[j] == NULL)
+            return ZM_CELL_EARG;
+    return open_run(keys, hops, counter, cells, n, out, PLAIN);
+}
+
+int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *plains,
+                    size_t plains_len, const unsigned char *header, size_t header_len,
+                    unsigned char *out, size_t out_len)
+{
+    size_t n = items(plains_len, PLAIN);
+
+    if (key == NULL || n == 0 || !counter_fits(counter, n) || header_len != HDR
+        || n > SIZE_MAX / CELL || out_len != n * CELL)
+        return ZM_CELL_EARG;
+    return seal_run(key, counter, plains, PLAIN, n, header, out);
 }
 
 int64_t zm_frame_messages(unsigned kind, const unsigned char *payloads, size_t payloads_len,

@@ -23,10 +23,12 @@ caller treats cell ``k`` as a tag failure. Sealing cannot fail on valid argument
 Backend choice: the C module when it imports, else Python; the environment variable
 ``ZMESH_CELL_BACKEND`` (``c`` or ``python``) pins one (tests and benchmarks), read once at
 import. The public names are bound to one backend then; the twin stays reachable as
-``_py_<name>`` and the C functions as ``_c_<name>`` (when built), so tests compare both in one
-process. The C functions validate their arguments exactly as the twin does, in Python, before
-the call (and ``cell_kernels.c`` checks every length again); an OpenSSL failure other than a
-tag mismatch, which does not happen on valid arguments, raises ``LocalProtocolError``.
+``_py_<name>`` and the C functions as ``_c_<name>``, and :data:`IMPLEMENTATIONS` maps each
+available backend to its functions by name (:data:`KERNELS`), so tests, ``bench/cells.py`` and
+``fuzz/cell_kernels.py`` compare both in one process. The C functions validate their
+arguments with the twin's own checks, in Python, before the call (and ``cell_kernels.c``
+checks every length again); an OpenSSL failure other than a tag mismatch, which does not
+happen on valid arguments, raises ``LocalProtocolError``.
 """
 
 from __future__ import annotations
@@ -34,13 +36,23 @@ from __future__ import annotations
 import importlib
 import os
 import struct
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeAlias
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305
 
 from zmesh.sansio.wire import LocalProtocolError
+
+#: The kernels' names: each is a function below, the same contract on either backend.
+KERNELS: Final = (
+    "relay_forward",
+    "relay_backward",
+    "end_open",
+    "end_seal",
+    "frame_messages",
+    "scan_messages",
+)
 
 __all__ = [
     "BACKEND",
@@ -48,13 +60,10 @@ __all__ = [
     "CELL_SIZE",
     "ENV_VAR",
     "PLAIN_SIZE",
+    "IMPLEMENTATIONS",
+    "KERNELS",
     "CellKey",
-    "relay_forward",
-    "relay_backward",
-    "end_open",
-    "end_seal",
-    "frame_messages",
-    "scan_messages",
+    *KERNELS,
 ]
 
 CELL_SIZE: Final = 1024
@@ -70,6 +79,7 @@ AEAD_CHACHA20_POLY1305: Final = 0  # CellAead values (zmesh.sansio.onion.command
 AEAD_AES_256_GCM: Final = 1
 _COUNTER_LIMIT: Final = 1 << 64
 
+_Buffer: TypeAlias = bytes | bytearray | memoryview
 _NONCE = struct.Struct("!4xQ").pack
 _ZEROS: Final = bytes(CELL_SIZE)
 
@@ -129,7 +139,7 @@ class CellKey:
             self._c = _ffi.gc(handle, _lib.zm_key_free)
 
 
-def _run_length(cells: bytes | bytearray | memoryview, size: int = CELL_SIZE) -> int:
+def _run_length(cells: _Buffer, size: int = CELL_SIZE) -> int:
     if isinstance(cells, memoryview) and not (cells.c_contiguous and cells.itemsize == 1):
         # len() would count items, not bytes, and C needs one contiguous region.
         raise LocalProtocolError("a run is a contiguous buffer of bytes")
@@ -149,20 +159,50 @@ def _check_header(out_header: bytes) -> None:
         raise LocalProtocolError("a cell header is 5 bytes")
 
 
+# The argument checks of each kernel, shared by both backends so that misuse raises the same
+# LocalProtocolError on either; each returns the run length n.
+
+
+def _check_header_run(counter: int, run: _Buffer, out_header: bytes, size: int) -> int:
+    n = _run_length(run, size)
+    _check_counter(counter, n)
+    _check_header(out_header)
+    return n
+
+
+def _check_relay_forward(counter: int, cells: _Buffer, pads: bytes, out_header: bytes) -> int:
+    n = _check_header_run(counter, cells, out_header, CELL_SIZE)
+    if len(pads) != n * TAG_SIZE:
+        raise LocalProtocolError("one 16-byte pad per cell")
+    return n
+
+
+def _check_end_open(keys: Sequence[CellKey], counter: int, cells: _Buffer) -> int:
+    n = _run_length(cells)
+    _check_counter(counter, n)
+    if not 1 <= len(keys) <= MAX_HOPS:
+        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
+    return n
+
+
+def _check_framing(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> None:
+    if not 0 <= kind <= 0xFF:
+        raise LocalProtocolError("relay kind is one byte")
+    if len(prefix) != MESSAGE_OFFSET:
+        raise LocalProtocolError(f"the prefix is {MESSAGE_OFFSET} bytes")
+    # min/max: a range check of every length without a Python-level loop.
+    if not lengths or min(lengths) < 0 or max(lengths) > MAX_PAYLOAD:
+        raise LocalProtocolError(f"1 or more payloads of at most {MAX_PAYLOAD} bytes")
+    if sum(lengths) != len(payloads):
+        raise LocalProtocolError("lengths do not add up to the payload bytes")
+
+
 def _py_relay_forward(
-    key: CellKey,
-    counter: int,
-    cells: bytes | bytearray | memoryview,
-    pads: bytes,
-    out_header: bytes,
+    key: CellKey, counter: int, cells: _Buffer, pads: bytes, out_header: bytes
 ) -> tuple[bytes, int]:
     """A middle hop's forward step for a run: cell ``i`` becomes
     ``out_header || pads[16i:16i+16] || AEAD-Open(key, counter + i, body_i)``."""
-    n = _run_length(cells)
-    _check_counter(counter, n)
-    _check_header(out_header)
-    if len(pads) != n * TAG_SIZE:
-        raise LocalProtocolError("one 16-byte pad per cell")
+    n = _check_relay_forward(counter, cells, pads, out_header)
     decrypt = key._py.decrypt
     view = memoryview(cells)
     out: list[bytes] = []
@@ -178,29 +218,14 @@ def _py_relay_forward(
     return b"".join(out), n
 
 
-def _py_relay_backward(
-    key: CellKey, counter: int, cells: bytes | bytearray | memoryview, out_header: bytes
-) -> bytes:
+def _py_relay_backward(key: CellKey, counter: int, cells: _Buffer, out_header: bytes) -> bytes:
     """A middle hop's backward step for a run: cell ``i`` becomes
     ``out_header || AEAD-Seal(key, counter + i, body_i[16:])`` (the first 16 body bytes are
     the filler this hop drops)."""
-    n = _run_length(cells)
-    _check_counter(counter, n)
-    _check_header(out_header)
-    encrypt = key._py.encrypt
-    view = memoryview(cells)
-    out: list[bytes] = []
-    for i in range(n):
-        base = i * CELL_SIZE
-        out.append(out_header)
-        body = view[base + HEADER_SIZE + TAG_SIZE : base + CELL_SIZE]
-        out.append(encrypt(_NONCE(counter + i), body, None))
-    return b"".join(out)
+    return _py_seal_run(key, counter, cells, out_header, CELL_SIZE, HEADER_SIZE + TAG_SIZE)
 
 
-def _py_end_open(
-    keys: Sequence[CellKey], counter: int, cells: bytes | bytearray | memoryview
-) -> tuple[bytes, int]:
+def _py_end_open(keys: Sequence[CellKey], counter: int, cells: _Buffer) -> tuple[bytes, int]:
     """Open a run at a circuit end; returns the innermost plaintexts (``PLAIN_SIZE`` each).
 
     One key: the exit opening forward cells (one AEAD layer). Several keys: the client
@@ -208,11 +233,7 @@ def _py_end_open(
     opening hop ``j``'s layer it puts back the 16 bytes hop ``j`` dropped, which are the
     later hops' encryption of known zeros (``ClientLayers.open_backward_plain``).
     """
-    n = _run_length(cells)
-    _check_counter(counter, n)
-    hops = len(keys)
-    if not 1 <= hops <= MAX_HOPS:
-        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
+    n = _check_end_open(keys, counter, cells)
     view = memoryview(cells)
     out: list[bytes] = []
     for i in range(n):
@@ -249,21 +270,25 @@ def _dropped_prefixes(keys: Sequence[CellKey], nonce: bytes) -> list[bytes]:
     return [b"", middle, last[:TAG_SIZE]]
 
 
-def _py_end_seal(
-    key: CellKey, counter: int, plains: bytes | bytearray | memoryview, out_header: bytes
-) -> bytes:
+def _py_end_seal(key: CellKey, counter: int, plains: _Buffer, out_header: bytes) -> bytes:
     """The exit's backward seal for a run of layer plaintexts (``PLAIN_SIZE`` each, as
     :func:`frame_messages` builds them): cell ``i`` is
     ``out_header || AEAD-Seal(key, counter + i, plain_i)``."""
-    n = _run_length(plains, PLAIN_SIZE)
-    _check_counter(counter, n)
-    _check_header(out_header)
+    return _py_seal_run(key, counter, plains, out_header, PLAIN_SIZE, 0)
+
+
+def _py_seal_run(
+    key: CellKey, counter: int, run: _Buffer, out_header: bytes, size: int, skip: int
+) -> bytes:
+    # relay_backward and end_seal: item i of the run (``size`` bytes) becomes
+    # out_header || AEAD-Seal(key, counter + i, item_i[skip:]).
+    n = _check_header_run(counter, run, out_header, size)
     encrypt = key._py.encrypt
-    view = memoryview(plains)
+    view = memoryview(run)
     out: list[bytes] = []
     for i in range(n):
         out.append(out_header)
-        out.append(encrypt(_NONCE(counter + i), view[i * PLAIN_SIZE : (i + 1) * PLAIN_SIZE], None))
+        out.append(encrypt(_NONCE(counter + i), view[i * size + skip : (i + 1) * size], None))
     return b"".join(out)
 
 
@@ -271,14 +296,7 @@ def _py_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefi
     """Relay messages as layer plaintexts: for each length ``m`` (consuming ``payloads`` in
     order), ``prefix || kind || u16(m) || payload || zero fill`` to ``PLAIN_SIZE`` bytes.
     ``prefix`` is 32 zero bytes at the exit; the client passes its own filler."""
-    if not 0 <= kind <= 0xFF:
-        raise LocalProtocolError("relay kind is one byte")
-    if len(prefix) != MESSAGE_OFFSET:
-        raise LocalProtocolError(f"the prefix is {MESSAGE_OFFSET} bytes")
-    if not lengths or any(not 0 <= m <= MAX_PAYLOAD for m in lengths):
-        raise LocalProtocolError(f"1 or more payloads of at most {MAX_PAYLOAD} bytes")
-    if sum(lengths) != len(payloads):
-        raise LocalProtocolError("lengths do not add up to the payload bytes")
+    _check_framing(kind, payloads, lengths, prefix)
     out: list[bytes] = []
     pos = 0
     head = struct.Struct("!BH").pack
@@ -291,9 +309,7 @@ def _py_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefi
     return b"".join(out)
 
 
-def _py_scan_messages(
-    plains: bytes | bytearray | memoryview, n_kinds: int
-) -> tuple[bytes, list[int], int]:
+def _py_scan_messages(plains: _Buffer, n_kinds: int) -> tuple[bytes, list[int], int]:
     """Check the relay message in each plaintext of a run: ``kind < n_kinds``, length at
     most ``MAX_PAYLOAD``, zero fill after it. Returns ``(kinds, lengths, k)`` for the ``k``
     leading plaintexts that pass (``k`` < run length: plaintext ``k`` is malformed)."""
@@ -325,7 +341,7 @@ _C_ERRORS: Final = {
 }
 
 
-def _in(buf: bytes | bytearray | memoryview) -> Any:
+def _in(buf: _Buffer) -> Any:
     # cffi passes bytes to `const unsigned char *` without a copy; other buffers need pinning.
     return buf if type(buf) is bytes else _ffi.from_buffer(buf)
 
@@ -337,17 +353,9 @@ def _c_result(k: int) -> int:
 
 
 def _c_relay_forward(
-    key: CellKey,
-    counter: int,
-    cells: bytes | bytearray | memoryview,
-    pads: bytes,
-    out_header: bytes,
+    key: CellKey, counter: int, cells: _Buffer, pads: bytes, out_header: bytes
 ) -> tuple[bytes, int]:
-    n = _run_length(cells)
-    _check_counter(counter, n)
-    _check_header(out_header)
-    if len(pads) != n * TAG_SIZE:
-        raise LocalProtocolError("one 16-byte pad per cell")
+    n = _check_relay_forward(counter, cells, pads, out_header)
     size = n * CELL_SIZE
     out = _alloc("unsigned char[]", size)
     k = _c_result(
@@ -359,30 +367,27 @@ def _c_relay_forward(
     return _ffi.buffer(out, k * CELL_SIZE)[:], k
 
 
-def _c_relay_backward(
-    key: CellKey, counter: int, cells: bytes | bytearray | memoryview, out_header: bytes
+def _c_seal_run(
+    kernel: Any, key: CellKey, counter: int, run: _Buffer, out_header: bytes, size: int
 ) -> bytes:
-    n = _run_length(cells)
-    _check_counter(counter, n)
-    _check_header(out_header)
-    size = n * CELL_SIZE
-    out = _alloc("unsigned char[]", size)
+    # zm_relay_backward and zm_end_seal take the same arguments: a run of `size`-byte items
+    # in, a run of cells out.
+    n = _check_header_run(counter, run, out_header, size)
+    out_size = n * CELL_SIZE
+    out = _alloc("unsigned char[]", out_size)
     _c_result(
-        _lib.zm_relay_backward(
-            key._c, counter, _in(cells), size, _in(out_header), HEADER_SIZE, out, size
-        )
+        kernel(key._c, counter, _in(run), n * size, _in(out_header), HEADER_SIZE, out, out_size)
     )
-    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+    return _ffi.buffer(out, out_size)[:]  # type: ignore[no-any-return]
 
 
-def _c_end_open(
-    keys: Sequence[CellKey], counter: int, cells: bytes | bytearray | memoryview
-) -> tuple[bytes, int]:
-    n = _run_length(cells)
-    _check_counter(counter, n)
+def _c_relay_backward(key: CellKey, counter: int, cells: _Buffer, out_header: bytes) -> bytes:
+    return _c_seal_run(_lib.zm_relay_backward, key, counter, cells, out_header, CELL_SIZE)
+
+
+def _c_end_open(keys: Sequence[CellKey], counter: int, cells: _Buffer) -> tuple[bytes, int]:
+    n = _check_end_open(keys, counter, cells)
     hops = len(keys)
-    if not 1 <= hops <= MAX_HOPS:
-        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
     null = _ffi.NULL
     first = keys[0]._c
     second = keys[1]._c if hops > 1 else null
@@ -395,32 +400,12 @@ def _c_end_open(
     return _ffi.buffer(out, k * PLAIN_SIZE)[:], k
 
 
-def _c_end_seal(
-    key: CellKey, counter: int, plains: bytes | bytearray | memoryview, out_header: bytes
-) -> bytes:
-    n = _run_length(plains, PLAIN_SIZE)
-    _check_counter(counter, n)
-    _check_header(out_header)
-    size = n * CELL_SIZE
-    out = _alloc("unsigned char[]", size)
-    _c_result(
-        _lib.zm_end_seal(
-            key._c, counter, _in(plains), n * PLAIN_SIZE, _in(out_header), HEADER_SIZE, out, size
-        )
-    )
-    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+def _c_end_seal(key: CellKey, counter: int, plains: _Buffer, out_header: bytes) -> bytes:
+    return _c_seal_run(_lib.zm_end_seal, key, counter, plains, out_header, PLAIN_SIZE)
 
 
 def _c_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> bytes:
-    if not 0 <= kind <= 0xFF:
-        raise LocalProtocolError("relay kind is one byte")
-    if len(prefix) != MESSAGE_OFFSET:
-        raise LocalProtocolError(f"the prefix is {MESSAGE_OFFSET} bytes")
-    # min/max: the twin's per-length range check, without a Python-level loop.
-    if not lengths or min(lengths) < 0 or max(lengths) > MAX_PAYLOAD:
-        raise LocalProtocolError(f"1 or more payloads of at most {MAX_PAYLOAD} bytes")
-    if sum(lengths) != len(payloads):
-        raise LocalProtocolError("lengths do not add up to the payload bytes")
+    _check_framing(kind, payloads, lengths, prefix)
     count = len(lengths)
     table = _ffi.new("uint16_t[]", lengths if type(lengths) in (list, tuple) else list(lengths))
     size = count * PLAIN_SIZE
@@ -434,9 +419,7 @@ def _c_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefix
     return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
 
 
-def _c_scan_messages(
-    plains: bytes | bytearray | memoryview, n_kinds: int
-) -> tuple[bytes, list[int], int]:
+def _c_scan_messages(plains: _Buffer, n_kinds: int) -> tuple[bytes, list[int], int]:
     n = _run_length(plains, PLAIN_SIZE)
     kinds = _alloc("unsigned char[]", n)
     lengths = _alloc("uint16_t[]", n)
@@ -446,28 +429,25 @@ def _c_scan_messages(
     return _ffi.buffer(kinds, k)[:], _ffi.unpack(lengths, k), k
 
 
-for _c_function, _py_function in (
-    (_c_relay_forward, _py_relay_forward),
-    (_c_relay_backward, _py_relay_backward),
-    (_c_end_open, _py_end_open),
-    (_c_end_seal, _py_end_seal),
-    (_c_frame_messages, _py_frame_messages),
-    (_c_scan_messages, _py_scan_messages),
-):
-    _c_function.__doc__ = _py_function.__doc__  # the twin's docstring is the contract
+def _functions(prefix: str) -> dict[str, Callable[..., Any]]:
+    return {name: globals()[f"_{prefix}_{name}"] for name in KERNELS}
+
+
+_PY_FUNCTIONS: Final = _functions("py")
+_C_FUNCTIONS: Final = _functions("c")
+for _name, _function in _C_FUNCTIONS.items():
+    _function.__doc__ = _PY_FUNCTIONS[_name].__doc__  # the twin's docstring is the contract
+
+#: Each available backend's kernels by name: ``"python"`` always, ``"c"`` when the extension
+#: is built (tests, benchmarks and fuzzing compare both in one process).
+IMPLEMENTATIONS: Final[dict[str, dict[str, Callable[..., Any]]]] = {"python": _PY_FUNCTIONS}
+if BACKEND == "c":
+    IMPLEMENTATIONS["c"] = _C_FUNCTIONS
 
 # The public names: one backend, chosen once at import.
-if BACKEND == "c":
-    relay_forward = _c_relay_forward
-    relay_backward = _c_relay_backward
-    end_open = _c_end_open
-    end_seal = _c_end_seal
-    frame_messages = _c_frame_messages
-    scan_messages = _c_scan_messages
-else:
-    relay_forward = _py_relay_forward
-    relay_backward = _py_relay_backward
-    end_open = _py_end_open
-    end_seal = _py_end_seal
-    frame_messages = _py_frame_messages
-    scan_messages = _py_scan_messages
+relay_forward = _c_relay_forward if BACKEND == "c" else _py_relay_forward
+relay_backward = _c_relay_backward if BACKEND == "c" else _py_relay_backward
+end_open = _c_end_open if BACKEND == "c" else _py_end_open
+end_seal = _c_end_seal if BACKEND == "c" else _py_end_seal
+frame_messages = _c_frame_messages if BACKEND == "c" else _py_frame_messages
+scan_messages = _c_scan_messages if BACKEND == "c" else _py_scan_messages

@@ -66,18 +66,10 @@ class DirectSocketStream(trio.abc.HalfCloseableStream):
         return data
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        self._check_open()
-        view = memoryview(data)
-        while view:
-            try:
-                sent = os.write(self._fd, view)
-            except BlockingIOError:
-                await trio.lowlevel.wait_writable(self._fd)
-                self._check_open()
-                continue
-            except OSError as exc:
-                raise trio.BrokenResourceError(f"socket error: {exc}") from exc
-            view = view[sent:]
+        rest = self.send_nowait(data)
+        while rest is not None:
+            await trio.lowlevel.wait_writable(self._fd)
+            rest = self.send_nowait(rest)
 
     def send_nowait(self, data: bytes | bytearray | memoryview) -> memoryview | None:
         """Write what the socket takes now; returns the rest (``None`` when all went)."""

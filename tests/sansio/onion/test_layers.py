@@ -59,12 +59,12 @@ def test_pipe_matches_the_methods() -> None:
     client = ClientLayers(keys, random.Random(3).randbytes)
     by_method, by_pipe = RelayLayers(keys[0]), RelayLayers(keys[0])
     out: list[tuple[object, bytes]] = []
-    fwd = by_pipe.pipe(True, HEADER, "next", out.append, lambda: None)
+    fwd = by_pipe.pipe(True, HEADER, "next", out.append, lambda: None)[0]
     for _ in range(5):
         cell = client.seal_forward(encode_relay_message(RelayKind.STREAM, b"x"), HEADER)
         fwd(cell)
         assert out.pop() == ("next", by_method.forward(cell, HEADER))
-    bwd = by_pipe.pipe(False, HEADER, "prev", out.append, lambda: None)
+    bwd = by_pipe.pipe(False, HEADER, "prev", out.append, lambda: None)[0]
     cell = HEADER + random.Random(4).randbytes(CELL_SIZE - CELL_HEADER_SIZE)
     bwd(cell)
     assert out.pop() == ("prev", by_method.backward(cell, HEADER))

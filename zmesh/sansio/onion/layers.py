@@ -111,6 +111,10 @@ def _keystream_prefix(aead: Aead, nonce: bytes, length: int) -> bytes:
     return aead.encrypt(nonce, _ZERO_PREFIX[:length], None)[:length]
 
 
+def _no_block_sink(target: Hashable, cells: bytes, count: int) -> None:
+    raise LocalProtocolError("this pipe was made without a run sink")
+
+
 class RelayLayers:
     """A middle hop's view of one circuit: open forward cells, seal backward cells.
 
@@ -151,7 +155,8 @@ class RelayLayers:
         entry = self._method_pipes.get(forward)
         if entry is None:
             sink: list[tuple[Hashable, bytes]] = []
-            entry = (out_header, sink, self.pipe(forward, out_header, None, sink.append, _nothing))
+            per_cell = self.pipe(forward, out_header, None, sink.append, _nothing)[0]
+            entry = (out_header, sink, per_cell)
             self._method_pipes[forward] = entry
         header, sink, pipe = entry
         if header != out_header:
@@ -166,22 +171,13 @@ class RelayLayers:
         target: Hashable,
         append: Callable[[tuple[Hashable, bytes]], None],
         on_tag_failure: Callable[[], None],
-    ) -> Callable[[bytes], None]:
-        """The relay fast path for one direction: a closure that takes a whole cell and
-        queues ``(target, next cell)`` through ``append``. ``on_tag_failure`` runs before
-        :class:`AuthenticationFailed` is raised; the state is then unchanged."""
-        return self.pipes(forward, out_header, target, append, on_tag_failure, _no_block_sink)[0]
-
-    def pipes(
-        self,
-        forward: bool,
-        out_header: bytes,
-        target: Hashable,
-        append: Callable[[tuple[Hashable, bytes]], None],
-        on_tag_failure: Callable[[], None],
-        append_block: Callable[[Hashable, bytes, int], None],
+        append_block: Callable[[Hashable, bytes, int], None] = _no_block_sink,
     ) -> tuple[Callable[[bytes], None], BlockPipe]:
-        """:meth:`pipe`, plus the same direction's *run* fast path, sharing its state.
+        """The relay fast paths for one direction, sharing its state (counter, pad stream).
+
+        The first is per cell: a closure that takes a whole cell and queues
+        ``(target, next cell)`` through ``append``. ``on_tag_failure`` runs before
+        :class:`AuthenticationFailed` is raised; the state is then unchanged.
 
         The run closure takes ``(block, start, n)``: cells ``start .. start+n-1`` of a buffer
         of whole cells, all of this circuit and direction. It processes the longest prefix it
@@ -288,10 +284,6 @@ class RelayLayers:
 
 def _nothing() -> None:
     return None
-
-
-def _no_block_sink(target: Hashable, cells: bytes, count: int) -> None:
-    raise LocalProtocolError("this pipe was made without a run sink")
 
 
 #: A run fast path: ``(buffer of whole cells, first cell, cell count) -> cells taken``.

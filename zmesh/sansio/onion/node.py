@@ -868,7 +868,7 @@ class OnionNode:
         bench/onion.py)."""
         header = circuit.next_header if forward else circuit.prev_header
         target = circuit.next_link if forward else circuit.prev_link
-        return circuit.layers.pipes(
+        return circuit.layers.pipe(
             forward,
             header,
             target,
