@@ -159,3 +159,50 @@ def test_receive_block_refuses_partial_cells() -> None:
     w, _, _ = _built(1, "chacha20-poly1305", blocks=True)
     with pytest.raises(LocalProtocolError):
         w.nodes["n1"].receive_block(("n1", "n0"), bytes(1500), 0.0)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_CELL_KINDS = st.lists(
+    st.tuples(st.integers(0, 3), st.binary(min_size=1019, max_size=1019)), min_size=1, max_size=12
+)
+
+
+def _hostile_cells(w: Wiring, exit_end: object, spec: list[tuple[int, bytes]]) -> list[bytes]:
+    """Cells for the middle relay n1 from n2's side: real ones (a valid run), ones with the
+    circuit's header and a random body (tagging), random headers, and a valid cell's replay."""
+    w.nodes["n2"].send_relay_messages(exit_end, RelayKind.STREAM, _payloads(4), 0.0)  # type: ignore[arg-type]
+    real = [c for _, c in w.nodes["n2"].cells_to_send()]
+    header = real[0][:5]
+    cells: list[bytes] = []
+    for kind, body in spec:
+        if kind == 0 and real:
+            cells.append(real.pop(0))
+        elif kind == 1:
+            cells.append(header + body)
+        elif kind == 2:
+            cells.append(body[:5] + body)
+        else:
+            cells.append(cells[-1] if cells else header + body)
+    return cells
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_CELL_KINDS)
+def test_hostile_blocks_match_the_per_cell_path(spec: list[tuple[int, bytes]]) -> None:
+    results = []
+    for blocks in (False, True):
+        w, _, exit_end = _built(2, "chacha20-poly1305", blocks=False)
+        cells = _hostile_cells(w, exit_end, spec)
+        relay = w.nodes["n1"]
+        if blocks:
+            errors = relay.receive_block(("n1", "n2"), b"".join(cells), 0.0)
+        else:
+            errors = relay.receive_cells(("n1", "n2"), cells, 0.0)
+        out = relay.cells_to_send()
+        events = []
+        while (e := relay.next_event()) is not None:
+            events.append(e)
+        results.append(([type(e).__name__ for e in errors], out, events, relay.stats))
+    assert results[0] == results[1]

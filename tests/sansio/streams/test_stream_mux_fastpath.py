@@ -142,3 +142,45 @@ def test_hostile_data_raises_only_protocol_errors(payload: bytes, sid_pick: int)
         client.receive_message(message)
     except ProtocolError:
         assert _state(client) == before
+
+
+def _message(kind: int, sid: int, n: int) -> bytes:
+    if kind == 0:
+        return encode_message(Data(sid, bytes([sid]) * max(n, 1)))
+    if kind == 1:
+        return encode_message(End(sid))
+    return bytes([3, 0, sid]) + bytes(n)  # DATA framing with possibly unknown stream / size
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 4), st.integers(0, MAX)),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 64),
+)
+def test_receive_messages_equals_one_by_one(
+    spec: list[tuple[int, int, int]], window_kib: int
+) -> None:
+    # The run entry point (one call per run of STREAM messages) must leave exactly the state,
+    # events and error of feeding the same payloads one by one.
+    kw = {"stream_window": window_kib * 1024, "circuit_window": 64 * 1024}
+    batch_client, _, ids = _open_pair(**kw)
+    single_client, _, _ = _open_pair(**kw)
+    payloads = [_message(kind, ids[sid % 2] if sid < 4 else sid, n) for kind, sid, n in spec]
+    batch_error: type[BaseException] | None = None
+    try:
+        batch_client.receive_messages(payloads)
+    except ProtocolError as exc:
+        batch_error = type(exc)
+    single_error: type[BaseException] | None = None
+    for p in payloads:
+        try:
+            single_client.receive_message(p)
+        except ProtocolError as exc:
+            single_error = type(exc)
+            break
+    assert batch_error == single_error
+    assert _state(batch_client) == _state(single_client)
