@@ -15,14 +15,20 @@ cell, one core, best of several calibrated batches (``bench/_timing.py``), on ru
     relay_backward        RelayLayers.pipe(backward) closure (likewise)
     end_seal              ExitLayers.seal_backward_plain
     client_open_2hop      ClientLayers.open_backward_plain on a 2-hop circuit
+    client_seal_2hop/3hop ClientLayers.seal_forward on a 2-/3-hop circuit (draws its own pads
+                          and filler, 16 bytes per hop and cell, os.urandom)
   pipe_setup_us         forward/backward: one RelayLayers + pipe set-up, per run (not per cell)
   speedup_over_baseline baseline over C (the twin when C is not built); *_vs_twin: the twin over C
 
 Kernels: relay_forward / relay_backward (a middle hop), end_open_1hop (the exit opening
 forward cells), end_open_2hop / end_open_3hop (the client opening backward cells),
-end_seal (the exit), frame_messages and scan_messages (no crypto: framing and checking relay
-messages). relay_forward's pads are given (the caller draws them from its pad stream, one
-ChaCha20 call per 64 cells), as in the baseline's pipe they come from a pre-generated block.
+end_seal (the exit), client_seal_2hop / client_seal_3hop (the client sealing forward cells;
+pads and filler given), client_seal_2hop_drawn (the same plus drawing the pads from the
+hops' ChaCha20 pad streams and the filler from os.urandom, one call each per run, as
+``ClientLayers.seal_forward_run`` does), frame_messages and scan_messages (no crypto:
+framing and checking relay messages). relay_forward's pads are given (the caller draws them
+from its pad stream, one ChaCha20 call per 64 cells), as in the baseline's pipe they come from
+a pre-generated block.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cryptography
 from _timing import best_seconds
 from cryptography.hazmat.backends.openssl.backend import backend as crypto_backend
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from zmesh._accel import cells as kernels
 from zmesh.sansio.onion.commands import CellAead
@@ -70,6 +77,19 @@ def _kernel_ops(aead: CellAead, rng: random.Random, impl: str) -> dict[str, Op]:
     plains = pick["frame_messages"](1, payloads, lengths, bytes(32))
     pads = rng.randbytes(16 * RUN)
     forward_run = pick["relay_backward"](fwd, 0, rng.randbytes(1024 * RUN), HEADER)
+    fwd_keys = [kernels.CellKey(aead, h.forward_key) for h in hops]
+    seal_pads = [rng.randbytes(16 * RUN) for _ in range(2)]
+    seal_filler = {n: rng.randbytes((32 - 16 * (n - 1)) * RUN) for n in (2, 3)}
+    pad_streams = [
+        Cipher(algorithms.ChaCha20(h.forward_pad_key, bytes(16)), None).encryptor()
+        for h in hops[:1]
+    ]
+
+    def client_seal_2hop_drawn() -> object:
+        pads = [stream.update(bytes(16 * RUN)) for stream in pad_streams]
+        filler = os.urandom(16 * RUN)
+        return pick["client_seal"](fwd_keys[:2], 0, plains, pads, filler, HEADER)
+
     one_hop = pick["end_seal"](bwd[0], 0, plains, HEADER)
     backward_runs = {}
     for n in (2, 3):
@@ -90,11 +110,26 @@ def _kernel_ops(aead: CellAead, rng: random.Random, impl: str) -> dict[str, Op]:
         "end_open_2hop": lambda: pick["end_open"](bwd[:2], 0, backward_runs[2]),
         "end_open_3hop": lambda: pick["end_open"](bwd[:3], 0, backward_runs[3]),
         "end_seal": lambda: pick["end_seal"](bwd[0], 7, plains, HEADER),
+        "client_seal_2hop": lambda: pick["client_seal"](
+            fwd_keys[:2], 7, plains, seal_pads[:1], seal_filler[2], HEADER
+        ),
+        "client_seal_3hop": lambda: pick["client_seal"](
+            fwd_keys, 7, plains, seal_pads, seal_filler[3], HEADER
+        ),
+        "client_seal_2hop_drawn": client_seal_2hop_drawn,
         "frame_messages": lambda: pick["frame_messages"](1, payloads, lengths, bytes(32)),
         "scan_messages": lambda: pick["scan_messages"](plains, 5),
         # Runs of one cell: the fixed cost of a call (validation, output buffer, copy).
         "relay_backward_1cell": lambda: pick["relay_backward"](fwd, 7, forward_run[:1024], HEADER),
         "end_open_1hop_1cell": lambda: pick["end_open"](bwd[:1], 0, one_hop[:1024]),
+        "client_seal_2hop_1cell": lambda: pick["client_seal"](
+            fwd_keys[:2],
+            7,
+            plains[: kernels.PLAIN_SIZE],
+            [seal_pads[0][:16]],
+            seal_filler[2][:16],
+            HEADER,
+        ),
     }
 
 
@@ -148,11 +183,23 @@ def _baseline_ops(aead: CellAead, rng: random.Random) -> dict[str, Op]:
         for cell in backward:
             open_plain(cell)
 
+    sealers = {n: ClientLayers([*hops, _hop(rng, aead)][:n], os.urandom) for n in (2, 3)}
+
+    def client_seal(n: int) -> Op:
+        def op() -> None:
+            seal = sealers[n].seal_forward
+            for m in messages:
+                seal(m, HEADER)
+
+        return op
+
     return {
         "relay_forward": relay_forward,
         "relay_backward": relay_backward,
         "end_seal": end_seal,
         "client_open_2hop": client_open_2hop,
+        "client_seal_2hop": client_seal(2),
+        "client_seal_3hop": client_seal(3),
         "setup_forward": setup_forward,
         "setup_backward": setup_backward,
     }
@@ -201,6 +248,8 @@ def main() -> None:
             "relay_backward": _per_cell(secs["baseline.relay_backward"] - setup["backward"]),
             "end_seal": _per_cell(secs["baseline.end_seal"]),
             "client_open_2hop": _per_cell(secs["baseline.client_open_2hop"]),
+            "client_seal_2hop": _per_cell(secs["baseline.client_seal_2hop"]),
+            "client_seal_3hop": _per_cell(secs["baseline.client_seal_3hop"]),
         }
         fastest = c or python
         speedup = {
@@ -208,6 +257,11 @@ def main() -> None:
             "relay_backward": baseline["relay_backward"] / fastest["relay_backward"],
             "end_seal": baseline["end_seal"] / fastest["end_seal"],
             "end_open_2hop": baseline["client_open_2hop"] / fastest["end_open_2hop"],
+            "client_seal_2hop": baseline["client_seal_2hop"] / fastest["client_seal_2hop"],
+            "client_seal_3hop": baseline["client_seal_3hop"] / fastest["client_seal_3hop"],
+            "client_seal_2hop_drawn": (
+                baseline["client_seal_2hop"] / fastest["client_seal_2hop_drawn"]
+            ),
         }
         speedup.update(
             {

@@ -8,7 +8,9 @@ per hop count, and, like ``../shared/tools/tor_loopback.sh``, ``python3 -m http.
   circuit built beforehand by a small fetch (circuit setup is not part of the timed download);
 - time to first byte: ``--ttfb-runs`` fetches of a 1 KiB file, curl ``time_starttransfer``
   (SOCKS handshake + stream open + HTTP request/response on the built circuit);
-- the same downloads directly (no proxy) as the same-run baseline;
+- uploads: ``--runs`` POSTs of the same file to the test site (``zmesh.io_trio.testsite``),
+  which answers with the SHA-256 of what it received (checked), reported as ``upload_mbit_s``;
+- the same downloads and uploads directly (no proxy) as the same-run baseline;
 - Tor's figures from ``tor_loopback.sh`` in the same run (skipped with ``--no-tor`` or when
   ``tor`` is not installed; the reason is in the JSON).
 
@@ -125,6 +127,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def upload(upload_base: str, socks: int | None, path: pathlib.Path, runs: int) -> list[float]:
+    """Mbit/s of ``runs`` POSTs of ``path`` to the test site's /sha256, each checked against
+    the SHA-256 the server computed of what it received."""
+    import hashlib
+
+    want = hashlib.sha256(path.read_bytes()).hexdigest()
+    size = path.stat().st_size
+    out = []
+    for _ in range(runs):
+        args = ["curl", "-sS", "--max-time", "300", "--data-binary", f"@{path}",
+                "-H", "Content-Type: application/octet-stream", "-w", "\n%{time_total}"]
+        if socks is not None:
+            args += ["--socks5-hostname", f"127.0.0.1:{socks}"]
+        r = subprocess.run([*args, f"{upload_base}/sha256"], capture_output=True, text=True,
+                           timeout=320)
+        body, _, total = r.stdout.rpartition("\n")
+        if r.returncode != 0 or body.strip() != want:
+            raise RuntimeError(f"upload failed or corrupted: {r.stderr.strip()} {body[:80]!r}")
+        out.append(round(size * 8 / float(total) / 1e6, 1))
+    return out
+
+
 def measure(
     base: str,
     socks: int | None,
@@ -132,6 +156,7 @@ def measure(
     runs: int,
     ttfb_runs: int,
     cpu_pids: dict[str, list[int]] | None = None,
+    upload_from: tuple[str, pathlib.Path] | None = None,
 ) -> dict[str, Any]:
     curl(f"{base}/bytes/1024", socks, "%{time_total}")  # builds the circuit, warms up
     mbit = []
@@ -153,12 +178,14 @@ def measure(
         )
         for _ in range(ttfb_runs)
     ]
+    up = upload(upload_from[0], socks, upload_from[1], runs) if upload_from else []
     return {
         "mbit_s": mbit,
         "mbit_s_median": statistics.median(mbit),
         "ttfb_ms": ttfb,
         "ttfb_ms_median": statistics.median(ttfb),
         **({"cpu_s_per_100mb": cpu} if cpu else {}),
+        **({"upload_mbit_s": up, "upload_mbit_s_median": statistics.median(up)} if up else {}),
     }
 
 
@@ -315,6 +342,10 @@ def main() -> int:
         web = StaticServer(www, tmp / "web.log")
         procs.append(web)
         base = f"http://{WEB_HOST}:{web.port}"
+        # Uploads go to the test site, which hashes what it receives (integrity check too).
+        sink = Proc(["-m", "zmesh.io_trio.testsite", "--host", WEB_HOST], tmp / "sink.log")
+        procs.append(sink)
+        upload_from = (f"http://{WEB_HOST}:{sink.info['port']}", www / "bytes" / str(size))
         for i in range(args.nodes):
             procs.append(
                 Proc(
@@ -334,10 +365,12 @@ def main() -> int:
                 )
             )
         log(f"{args.nodes} nodes up")
-        node_pids = [p.p.pid for p in procs[2:]]
+        node_pids = [p.p.pid for p in procs[-args.nodes :]]
         result["link_only_mbit_s"] = link_only()
         log("direct baseline ...")
-        result["direct"] = measure(base, None, size, args.runs, args.ttfb_runs)
+        result["direct"] = measure(
+            base, None, size, args.runs, args.ttfb_runs, upload_from=upload_from
+        )
         for hops in hops_list:
             proxy = Proc(
                 [
@@ -364,6 +397,7 @@ def main() -> int:
                 args.runs,
                 args.ttfb_runs,
                 cpu_pids={"client": [proxy.p.pid], "nodes": node_pids, "web": [web.p.pid]},
+                upload_from=upload_from,
             )
             proxy.stop()
             procs.remove(proxy)

@@ -27,6 +27,9 @@ Keys:
                           circuit: OnionNode.receive_cells on 64-cell batches (as a WebSocket
                           message delivers them), draining its events, StreamMux.receive_message
                           per STREAM message, then next_event() and consumed() per batch
+  client_stream_run_us    the same cells through the runtime's run path: OnionNode.receive_block on
+                          whole 64-cell messages (batch kernels), StreamMux.receive_messages per
+                          run of STREAM messages
   exit_stream_cell_us     the exit's sans-IO send path per DATA cell: StreamMux.send of 64 KiB,
                           messages_to_send, OnionNode.send_relay_messages, cells_to_send
 
@@ -48,7 +51,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
-from zmesh.sansio.onion import CELL_SIZE, CircuitHandle, OnionNode, RelayKind, RouteHop
+from zmesh.sansio.onion import (
+    CELL_SIZE,
+    CircuitHandle,
+    OnionConfig,
+    OnionNode,
+    RelayKind,
+    RouteHop,
+)
 from zmesh.sansio.onion.cells import encode_relay_message
 from zmesh.sansio.onion.keyring import SphinxKeyRing
 from zmesh.sansio.onion.layers import ClientLayers, RelayLayers
@@ -82,7 +92,11 @@ def _three_nodes() -> tuple[OnionNode, OnionNode, OnionNode]:
     for i in range(3):
         rnd = random.Random(rng.getrandbits(64)).randbytes
         ring = SphinxKeyRing(ZMESH_GEOMETRY, 0.0, random=rnd)
-        nodes.append(OnionNode(bytes([i + 1]) * 32, ring, random=rnd))
+        try:  # the runtime's setting: one event per run of messages (older trees lack it)
+            config = OnionConfig(batch_events=True)  # type: ignore[call-arg,unused-ignore]
+        except TypeError:
+            config = OnionConfig()
+        nodes.append(OnionNode(bytes([i + 1]) * 32, ring, random=rnd, config=config))
     return nodes[0], nodes[1], nodes[2]
 
 
@@ -274,6 +288,11 @@ def measure_stream_path() -> dict[str, float]:
     runtime's glue around them is not included). Works on code without the batch API too,
     so the same script measures a before/after pair."""
     from zmesh.sansio.onion import MAX_RELAY_PAYLOAD, RelayMessageReceived
+
+    try:
+        from zmesh.sansio.onion import RelayMessagesReceived
+    except ImportError:  # older trees: the run path does not exist
+        RelayMessagesReceived = RelayMessageReceived
     from zmesh.sansio.streams import DataReceived, Role, StreamMux
 
     nodes, handle, _path = _two_hop_circuit()
@@ -315,13 +334,17 @@ def measure_stream_path() -> dict[str, float]:
 
     # The relay's backward layer on the exit's cells, so the client gets what a link delivers.
     relayed: list[bytes] = []
-    for i, cell in enumerate(exit_send(REPEATS * BATCH)):
+    for i, cell in enumerate(exit_send(2 * REPEATS * BATCH)):
         relay.receive_cell("r-x", cell, 0.0)
         if i % 1000 == 999:  # drain within the relay's queue bound
             relayed.extend(cell for _, cell in relay.cells_to_send())
     relayed.extend(cell for _, cell in relay.cells_to_send())
     # Consecutive slices: the client must see every cell in order (the tail is never used).
     batches = [relayed[i * BATCH : (i + 1) * BATCH] for i in range(REPEATS)]
+    # The second half: the same path in runs (receive_block on whole 64-cell messages).
+    run_batches = [
+        b"".join(relayed[i * BATCH : (i + 1) * BATCH]) for i in range(REPEATS, 2 * REPEATS)
+    ]
     batch_receive = getattr(client, "receive_cells", None)
     receive = client.receive_cell
     next_onion_event = client.next_event
@@ -350,11 +373,35 @@ def measure_stream_path() -> dict[str, float]:
     client_us = _best_per_call(client_batch, BATCH)
     if delivered[0] != sum(sizes[: REPEATS * BATCH]):
         raise RuntimeError(f"client path delivered {delivered[0]} bytes, not all it was given")
+    run_us = None
+    block_receive = getattr(client, "receive_block", None)
+    if block_receive is not None:
+        run_it = iter(run_batches)
+        feed_run = cmux.receive_messages
+
+        def client_run() -> None:
+            block = next(run_it)
+            for start in range(0, len(block), 64 * 1024):
+                block_receive("c-r", block[start : start + 64 * 1024], 0.0)
+                while (event := next_onion_event()) is not None:
+                    if isinstance(event, RelayMessagesReceived) and event.kind == stream_kind:
+                        feed_run(event.payloads)
+                    elif isinstance(event, RelayMessageReceived) and event.kind == stream_kind:
+                        feed(event.payload)
+                while (sevent := cmux.next_event()) is not None:
+                    if isinstance(sevent, DataReceived):
+                        cmux.consumed(sevent.stream_id, len(sevent.data))
+                        delivered[0] += len(sevent.data)
+
+        run_us = _best_per_call(client_run, BATCH)
+        if delivered[0] != sum(sizes[: 2 * REPEATS * BATCH]):
+            raise RuntimeError("client run path did not deliver every byte it was given")
     # Timed after the client's batches were generated: these cells go nowhere.
     exit_us = _best_per_call(lambda: exit_send(BATCH), BATCH + 67)  # ~68 cells per send()
     del handle
     return {
         "client_stream_cell_us": round(client_us, 3),
+        **({"client_stream_run_us": round(run_us, 3)} if run_us is not None else {}),
         "exit_stream_cell_us": round(exit_us, 3),
     }
 

@@ -3,7 +3,8 @@
 The C backend (cell_kernels.c) and the pure-Python twin must give the same answer for the same
 input: identical bytes and verdicts from ``scan_messages`` and the opening functions
 (``end_open`` with 1..3 keys, ``relay_forward``) on genuine runs with fuzzer bytes XORed in and
-on raw fuzzer bytes, and from ``frame_messages``; and for misuse (ragged runs, counters off
+on raw fuzzer bytes, from ``frame_messages``, and identical cells from ``client_seal`` (which
+must then open again at every hop); and for misuse (ragged runs, counters off
 the 64-bit range, wrong header, pad, prefix or length sizes) both must raise
 ``LocalProtocolError`` and nothing else. Without the C extension the twin alone is fuzzed for
 "nothing but LocalProtocolError".
@@ -13,6 +14,8 @@ Targets, chosen by the first input byte:
   1  end_open on a genuine run (1..3 hops, either AEAD) with fuzzer bytes XORed in
   2  end_open / relay_forward on raw fuzzer bytes, fuzzed counter, header and pads
   3  frame_messages with fuzzed kind, lengths, payload size and prefix size
+  4  client_seal with fuzzed hop count (0..4, keys repeated or not), plains, pads (count and
+     sizes), filler, counter and header; cells it seals go through relay_forward and end_open
 
 Run: ``python fuzz/cell_kernels.py -runs=100000 -max_len=8192`` (libFuzzer flags pass
 through).
@@ -89,9 +92,43 @@ def main() -> None:
                 block[fdp.ConsumeIntInRange(0, len(block) - 1)] ^= fdp.ConsumeIntInRange(1, 255)
         return bytes(block)
 
+    def off_by_one(fdp: Any) -> int:
+        # Mostly 0 (a size that passes validation), sometimes -1 or +1.
+        return int(fdp.ConsumeIntInRange(-1, 1)) if fdp.ConsumeIntInRange(0, 7) == 0 else 0
+
+    def sized(fdp: Any, size: int) -> bytes:
+        size = max(0, size + off_by_one(fdp))
+        raw: bytes = fdp.ConsumeBytes(size)
+        return raw.ljust(size, b"\x00")
+
+    def client_seal(fdp: Any, ks: list[Any]) -> None:
+        hops = fdp.ConsumeIntInRange(0, 4)
+        keys = (ks * 2)[:hops] if fdp.ConsumeBool() else [ks[0]] * hops  # one key, repeated
+        c = counter(fdp) if fdp.ConsumeIntInRange(0, 3) == 0 else fdp.ConsumeIntInRange(0, 99)
+        out_header = header if fdp.ConsumeIntInRange(0, 7) else fdp.ConsumeBytes(6)
+        plains = run_bytes(fdp, kernels.PLAIN_SIZE, framed if fdp.ConsumeBool() else None)
+        n = len(plains) // kernels.PLAIN_SIZE
+        pads = [sized(fdp, 16 * n) for _ in range(max(hops - 1 + off_by_one(fdp), 0))]
+        filler = sized(fdp, n * max(32 - 16 * max(hops - 1, 0), 0))
+        both("client_seal", keys, c, plains, pads, filler, out_header)
+        py = impls["python"]
+        try:
+            cells = py["client_seal"](keys, c, plains, pads, filler, out_header)
+        except LocalProtocolError:
+            return
+        # What the client sealed opens again: each relay puts the pad it was given in front.
+        for key, pad in zip(keys[:-1], pads, strict=True):
+            cells, k = py["relay_forward"](key, c, cells, pad, out_header)
+            assert k == n, "a relay failed a client-sealed cell"
+        opened, k = py["end_open"](keys[-1:], c, cells)
+        assert k == n, "the exit failed a client-sealed cell"
+        for i in range(n):
+            start, stop = i * kernels.PLAIN_SIZE + 32, (i + 1) * kernels.PLAIN_SIZE
+            assert opened[start:stop] == plains[start:stop], "a relay message changed"
+
     def one_input(data: bytes) -> None:
         fdp = atheris.FuzzedDataProvider(data)
-        target = fdp.ConsumeIntInRange(0, 3)
+        target = fdp.ConsumeIntInRange(0, 4)
         aead = fdp.ConsumeIntInRange(0, 1)
         ks = keys[aead]
         if target == 0:
@@ -115,6 +152,8 @@ def main() -> None:
             both("relay_forward", ks[0], c, cells, pads, out_header)
             both("relay_backward", ks[1], c, cells, out_header)
             both("end_seal", ks[2], c, run_bytes(fdp, kernels.PLAIN_SIZE), out_header)
+        elif target == 4:
+            client_seal(fdp, ks)
         else:
             kind = fdp.ConsumeIntInRange(-1, 256)
             lengths = [fdp.ConsumeIntInRange(-1, 970) for _ in range(fdp.ConsumeIntInRange(0, 4))]

@@ -36,6 +36,7 @@ class Backend(NamedTuple):
     relay_backward: Callable[..., bytes]
     end_open: Callable[..., tuple[bytes, int]]
     end_seal: Callable[..., bytes]
+    client_seal: Callable[..., bytes]
     frame_messages: Callable[..., bytes]
     scan_messages: Callable[..., tuple[bytes, list[int], int]]
 
@@ -46,6 +47,7 @@ PY = Backend(
     kernels._py_relay_backward,
     kernels._py_end_open,
     kernels._py_end_seal,
+    kernels._py_client_seal,
     kernels._py_frame_messages,
     kernels._py_scan_messages,
 )
@@ -55,6 +57,7 @@ C = Backend(
     kernels._c_relay_backward,
     kernels._c_end_open,
     kernels._c_end_seal,
+    kernels._c_client_seal,
     kernels._c_frame_messages,
     kernels._c_scan_messages,
 )
@@ -234,6 +237,40 @@ def _misuses(b: Backend) -> list[tuple[str, Callable[[], object]]]:
         ("sum short", lambda: b.frame_messages(1, b"abc", [2], bytes(32))),
         ("sum long", lambda: b.frame_messages(1, b"abc", [2, 2], bytes(32))),
         ("scan ragged", lambda: b.scan_messages(_PLAINS[:-1], 5)),
+        *_client_seal_misuses(b),
+    ]
+
+
+def _client_seal_misuses(b: Backend) -> list[tuple[str, Callable[[], object]]]:
+    # A valid 2-cell, 2-hop call is (keys2, 0, _PLAINS, [pad], filler, HEADER); each case
+    # breaks one argument.
+    keys2, keys3 = [_KEY, _KEY], [_KEY, _KEY, _KEY]
+    pad, filler = bytes(32), bytes(32)
+    strided = memoryview(bytes(64))[::2]
+
+    def seal(*args: Any) -> Callable[[], object]:
+        return lambda: b.client_seal(*args)
+
+    return [
+        ("seal no hops", seal([], 0, _PLAINS, [], bytes(64), HEADER)),
+        ("seal four hops", seal([_KEY] * 4, 0, _PLAINS, [pad] * 3, b"", HEADER)),
+        ("seal empty run", seal(keys2, 0, b"", [b""], b"", HEADER)),
+        ("seal ragged run", seal(keys2, 0, _PLAINS[:-1], [pad], filler, HEADER)),
+        ("seal cells, not plains", seal(keys2, 0, _CELLS, [pad], filler, HEADER)),
+        ("seal negative counter", seal(keys2, -1, _PLAINS, [pad], filler, HEADER)),
+        ("seal counter overflows", seal(keys2, U64 - 1, _PLAINS, [pad], filler, HEADER)),
+        ("seal short header", seal(keys2, 0, _PLAINS, [pad], filler, HEADER[:4])),
+        ("seal no pad", seal(keys2, 0, _PLAINS, [], filler, HEADER)),
+        ("seal pad for the last hop", seal(keys2, 0, _PLAINS, [pad, pad], filler, HEADER)),
+        ("seal one hop with a pad", seal([_KEY], 0, _PLAINS, [pad], bytes(64), HEADER)),
+        ("seal pad short", seal(keys2, 0, _PLAINS, [pad[:-1]], filler, HEADER)),
+        ("seal pad long", seal(keys2, 0, _PLAINS, [pad + b"x"], filler, HEADER)),
+        ("seal second pad short", seal(keys3, 0, _PLAINS, [pad, pad[:16]], b"", HEADER)),
+        ("seal strided pad", seal(keys2, 0, _PLAINS, [strided], filler, HEADER)),
+        ("seal filler short", seal(keys2, 0, _PLAINS, [pad], filler[:-1], HEADER)),
+        ("seal filler long", seal(keys2, 0, _PLAINS, [pad], filler + b"x", HEADER)),
+        ("seal one-hop filler", seal([_KEY], 0, _PLAINS, [], filler, HEADER)),
+        ("seal three-hop filler", seal(keys3, 0, _PLAINS, [pad, pad], b"x", HEADER)),
     ]
 
 
@@ -398,3 +435,123 @@ def test_a_key_shared_between_threads_is_refused_never_corrupted() -> None:
         t.join()
     assert not wrong
     assert C.relay_backward(key, 0, run, HEADER) == expected  # the key was released
+
+
+# --- client_seal: the client's forward seal for a run ---------------------------------------
+
+
+def _reference_client(hop_keys: list[HopKeys], counter: int, fillers: list[bytes]) -> ClientLayers:
+    """A ClientLayers whose forward counter stands at ``counter`` and whose RandomSource
+    returns ``fillers`` in order (and nothing else)."""
+    draws = iter(fillers)
+
+    def random_source(size: int) -> bytes:
+        chunk = next(draws)
+        assert len(chunk) == size
+        return chunk
+
+    client = ClientLayers(hop_keys, random_source)
+    client.forward_count = counter
+    return client
+
+
+def _seal_inputs(
+    rng: random.Random, hops: int, n: int
+) -> tuple[list[bytes], bytes, bytes, list[bytes]]:
+    """Messages, their framed plains, the filler and its per-cell slices."""
+    lengths = [rng.randrange(kernels.MAX_PAYLOAD + 1) for _ in range(n)]
+    kind = rng.randrange(len(RELAY_KINDS))
+    plains = PY.frame_messages(kind, rng.randbytes(sum(lengths)), lengths, bytes(32))
+    messages = [plains[i + 32 : i + kernels.PLAIN_SIZE] for i in range(0, len(plains), 1003)]
+    fill = 32 - 16 * (hops - 1)
+    filler = rng.randbytes(fill * n)
+    return messages, plains, filler, [filler[j * fill : (j + 1) * fill] for j in range(n)]
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@settings(max_examples=25, deadline=None)
+@given(
+    data=st.data(),
+    aead=st.sampled_from(AEADS),
+    hops=st.integers(1, 3),
+    n=st.integers(1, 70),
+    seed=st.integers(0, 2**32),
+)
+def test_client_seal_matches_seal_forward(
+    impl: Backend, data: st.DataObject, aead: CellAead, hops: int, n: int, seed: int
+) -> None:
+    rng = random.Random(seed)
+    counter = _counter(data, n)
+    hop_keys = [_hop(rng.randrange(30), aead) for _ in range(hops)]
+    messages, plains, filler, slices = _seal_inputs(rng, hops, n)
+    # The pad streams stand somewhere past their start, as on a circuit already in use.
+    skip = rng.randrange(3) * 16 * rng.randrange(70)
+    pads = [ref_pads(h, skip // 16 + n)[skip:] for h in hop_keys[:-1]]
+    client = _reference_client(hop_keys, counter, slices)
+    for h in client._hops[:-1]:
+        h.fwd_pad.update(bytes(skip))
+    # seal_forward stops at 2^32 cells per direction; the kernels hold to the 64-bit nonce
+    # counter alone, so the reference is allowed the whole range here.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("zmesh.sansio.onion.layers.MAX_CELLS_PER_DIRECTION", U64)
+        expected = b"".join(client.seal_forward(m, HEADER) for m in messages)
+    keys = [kernels.CellKey(aead, h.forward_key) for h in hop_keys]
+    buffer_kind = data.draw(st.integers(0, 2), label="buffer type")
+    sealed = impl.client_seal(
+        keys, counter, _as(buffer_kind, plains), [_as(buffer_kind, p) for p in pads],
+        _as(buffer_kind, filler), HEADER,
+    )  # fmt: skip
+    assert sealed == expected
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("aead", AEADS)
+@pytest.mark.parametrize("hops", [1, 2, 3])
+@pytest.mark.parametrize("counter", [0, 2**40 + 3, U64 - 70])
+def test_client_seal_round_trip_through_the_relays_and_the_exit(
+    impl: Backend, aead: CellAead, hops: int, counter: int
+) -> None:
+    rng = random.Random(hops * 7 + int(aead) + counter % 1000)
+    hop_keys = [_hop(hops * 3 + i, aead) for i in range(hops)]
+    n = 70  # past one 64-cell pad block
+    messages, plains, filler, _ = _seal_inputs(rng, hops, n)
+    pad_runs = [ref_pads(h, n) for h in hop_keys[:-1]]
+    keys = [kernels.CellKey(aead, h.forward_key) for h in hop_keys]
+    block = impl.client_seal(keys, counter, plains, pad_runs, filler, HEADER)
+    assert len(block) == n * 1024
+    # Every relay opens its layer and puts its own pad in front, from its own pad stream.
+    for key, hop in zip(keys[:-1], hop_keys[:-1], strict=True):
+        block, ok = impl.relay_forward(key, counter, block, ref_pads(hop, n), HEADER)
+        assert ok == n
+    opened, ok = impl.end_open(keys[-1:], counter, block)
+    assert ok == n
+    got = [opened[i + 32 : i + kernels.PLAIN_SIZE] for i in range(0, len(opened), 1003)]
+    assert got == messages
+    assert impl.scan_messages(opened, len(RELAY_KINDS))[2] == n
+    # A wrong pad at the first relay fails the next hop's tag on that very cell.
+    if hops > 1:
+        bad_pads = bytearray(pad_runs[0])
+        bad_pads[16 * 5] ^= 1
+        block = impl.client_seal(keys, counter, plains, [bytes(bad_pads), *pad_runs[1:]],
+                                 filler, HEADER)  # fmt: skip
+        first, ok = impl.relay_forward(keys[0], counter, block, ref_pads(hop_keys[0], n), HEADER)
+        assert ok == n
+        if hops == 3:
+            second = impl.relay_forward(keys[1], counter, first, ref_pads(hop_keys[1], n), HEADER)
+            assert second[1] == 5
+        else:
+            assert impl.end_open(keys[1:], counter, first)[1] == 5
+
+
+@needs_c
+def test_client_seal_with_a_key_listed_twice() -> None:
+    # The same key object for two hops is locked once in C, never reported busy.
+    key = kernels.CellKey(0, bytes(range(32)))
+    plains = bytes(3 * kernels.PLAIN_SIZE)
+    for keys, pads, filler in (
+        ([key, key], [bytes(48)], bytes(48)),
+        ([key, key, key], [bytes(48), bytes(range(48))], b""),
+    ):
+        assert PY.client_seal(keys, 9, plains, pads, filler, HEADER) == C.client_seal(
+            keys, 9, plains, pads, filler, HEADER
+        )

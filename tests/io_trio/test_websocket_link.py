@@ -333,3 +333,36 @@ async def test_wait_closed_returns_when_the_peer_goes() -> None:
             await server.wait_closed()
         assert server.closed and server.close_reason
         nursery.cancel_scope.cancel()
+
+
+async def test_a_message_followed_by_a_ping_in_one_read_is_delivered_at_once() -> None:
+    from wsproto.events import Message, Ping
+
+    async with trio.open_nursery() as nursery:
+        accepted: list[WebSocketLink] = []
+        got: list[bytes] = []
+        arrived = trio.Event()
+
+        async def deliver(blocks: list[bytes]) -> None:
+            got.extend(blocks)
+            arrived.set()
+
+        async def on_link(link: WebSocketLink) -> None:
+            link.set_deliver(deliver)
+            accepted.append(link)
+            await link.run()
+
+        port: int = await nursery.start(
+            lambda task_status: serve_websocket_links(
+                SERVER, on_link, port=0, settings=FAST, task_status=task_status
+            )
+        )
+        client = await connect_websocket_link("127.0.0.1", port, CLIENT, settings=FAST)
+        # client.run is not started: this test writes the frames itself, in one TLS write.
+        cell = b"\x07" * CELL_SIZE
+        ws = client._t.ws
+        await client._t.stream.send_all(ws.send(Message(data=cell)) + ws.send(Ping(b"p")))
+        with trio.fail_after(2):
+            await arrived.wait()
+        assert got == [cell]
+        nursery.cancel_scope.cancel()

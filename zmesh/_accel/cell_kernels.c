@@ -330,6 +330,106 @@ int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *pla
     return seal_run(key, counter, plains, PLAIN, n, header, out);
 }
 
+/* Seal one forward cell for every hop into o (HDR + BODY bytes); scratch[0] gets the innermost
+ * plaintext, and the layers ping-pong between the two scratch bodies until hop 0 seals into
+ * o. pads[i] and filler point at this cell's share. 1 on success, -1 on an EVP failure. */
+static int client_seal_cell(zm_cell_key *const *keys, size_t hops, const unsigned char *iv,
+                            const unsigned char *const *pads, const unsigned char *filler,
+                            const unsigned char *message, const unsigned char *header,
+                            unsigned char scratch[2][BODY], unsigned char *ks, unsigned char *o)
+{
+    unsigned char *inner = scratch[0];
+    size_t plen = 0, fill = MSG - TAG * (hops - 1);
+    int r = 1;
+
+    /* The ciphertext prefix hop i+1 receives is fixed by the pads of the hops before it:
+     * prefix_{i+1} = pad_i || (prefix_i XOR keystream_i); the last hop's plaintext starts with
+     * that prefix decrypted (the twin's loop, built in place at the front of inner). */
+    for (size_t i = 0; i + 1 < hops && r == 1; i++) {
+        if (plen) {
+            r = keystream(keys[i]->enc, iv, ks, (int)plen);
+            for (size_t b = 0; b < plen; b++)
+                inner[b] ^= ks[b];
+        }
+        memmove(inner + TAG, inner, plen);
+        memcpy(inner, pads[i], TAG);
+        plen += TAG;
+    }
+    if (plen && r == 1) {
+        r = keystream(keys[hops - 1]->enc, iv, ks, (int)plen);
+        for (size_t b = 0; b < plen; b++)
+            inner[b] ^= ks[b];
+    }
+    if (r != 1)
+        return -1;
+    if (fill)
+        memcpy(inner + plen, filler, fill);
+    memcpy(inner + MSG, message, PLAIN - MSG);
+    memcpy(o, header, HDR);
+    /* Hop i's plaintext is hop i+1's body minus the 16-byte pad hop i will put in front. */
+    for (size_t i = hops; i-- > 0 && r == 1;) {
+        const unsigned char *in = i + 1 == hops ? inner : scratch[(hops - 1 - i) & 1] + TAG;
+        unsigned char *dst = i == 0 ? o + HDR : scratch[(hops - i) & 1];
+
+        r = seal_body(keys[i]->enc, iv, in, dst);
+    }
+    return r;
+}
+
+int64_t zm_client_seal(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_key *key2,
+                       uint64_t counter, const unsigned char *plains, size_t plains_len,
+                       const unsigned char *pad0, size_t pad0_len, const unsigned char *pad1,
+                       size_t pad1_len, const unsigned char *filler, size_t filler_len,
+                       const unsigned char *header, size_t header_len, unsigned char *out,
+                       size_t out_len)
+{
+    zm_cell_key *keys[ZM_CELL_MAX_HOPS] = {key0, key1, key2};
+    const unsigned char *pad_runs[ZM_CELL_MAX_HOPS - 1] = {pad0, pad1};
+    const size_t pad_lens[ZM_CELL_MAX_HOPS - 1] = {pad0_len, pad1_len};
+    const unsigned char *pads[ZM_CELL_MAX_HOPS - 1];
+    unsigned char scratch[2][BODY];
+    unsigned char ks[2 * TAG];
+    unsigned char iv[NONCE];
+    size_t n = items(plains_len, PLAIN), fill;
+    int64_t result;
+
+    if (hops < 1 || hops > ZM_CELL_MAX_HOPS || n == 0 || !counter_fits(counter, n)
+        || header_len != HDR || n > SIZE_MAX / CELL || out_len != n * CELL)
+        return ZM_CELL_EARG;
+    fill = MSG - TAG * (hops - 1);
+    if ((fill && filler == NULL) || filler_len != n * fill)
+        return ZM_CELL_EARG;
+    for (size_t j = 0; j < hops; j++)
+        if (keys[j] == NULL)
+            return ZM_CELL_EARG;
+    for (size_t i = 0; i + 1 < hops; i++)
+        if (pad_runs[i] == NULL || pad_lens[i] != n * TAG)
+            return ZM_CELL_EARG;
+    if (!lock_keys(keys, hops))
+        return ZM_CELL_EBUSY;
+    result = (int64_t)n;
+    for (size_t j = 0; j < n; j++) {
+        /* fill == 0 (three hops): the filler may be empty, and NULL + 0 is not valid C. */
+        const unsigned char *share = fill ? filler + j * fill : NULL;
+
+        make_nonce(iv, counter + j);
+        for (size_t i = 0; i + 1 < hops; i++)
+            pads[i] = pad_runs[i] + j * TAG;
+        if (client_seal_cell(keys, hops, iv, pads, share, plains + j * PLAIN + MSG, header,
+                             scratch, ks, out + j * CELL)
+            != 1) {
+            ERR_clear_error();
+            result = ZM_CELL_EEVP;
+            break;
+        }
+    }
+    unlock_keys(keys, hops);
+    /* The scratch held plaintext; the keystream bytes are cleansed with it. */
+    OPENSSL_cleanse(scratch, sizeof scratch);
+    OPENSSL_cleanse(ks, sizeof ks);
+    return result;
+}
+
 int64_t zm_frame_messages(unsigned kind, const unsigned char *payloads, size_t payloads_len,
                           const uint16_t *lengths, size_t count, const unsigned char *prefix,
                           size_t prefix_len, unsigned char *out, size_t out_len)

@@ -72,6 +72,18 @@ int64_t zm_end_seal(zm_cell_key *key, uint64_t counter, const unsigned char *pla
                     size_t plains_len, const unsigned char *header, size_t header_len,
                     unsigned char *out, size_t out_len);
 
+/* The client's forward seal (cells.md 5.5) for hops = 1..3 forward keys in path order (unused
+ * keys NULL): plain i (1003 bytes, of which bytes 32.. are the relay message) -> header || the
+ * body every hop opens in turn. pad0/pad1: the next 16 * n bytes of hop 0's / hop 1's forward pad
+ * stream (NULL, 0 when that hop is the last or absent); filler: n * (32 - 16 * (hops - 1))
+ * random bytes, cell i taking its share in order. Returns n. */
+int64_t zm_client_seal(size_t hops, zm_cell_key *key0, zm_cell_key *key1, zm_cell_key *key2,
+                       uint64_t counter, const unsigned char *plains, size_t plains_len,
+                       const unsigned char *pad0, size_t pad0_len, const unsigned char *pad1,
+                       size_t pad1_len, const unsigned char *filler, size_t filler_len,
+                       const unsigned char *header, size_t header_len, unsigned char *out,
+                       size_t out_len);
+
 /* For each of the count lengths: prefix (32) || kind || u16 length || payload || zeros, to 1003
  * bytes. The lengths must add up to payloads_len. Returns count. */
 int64_t zm_frame_messages(unsigned kind, const unsigned char *payloads, size_t payloads_len,

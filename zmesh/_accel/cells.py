@@ -50,6 +50,7 @@ KERNELS: Final = (
     "relay_backward",
     "end_open",
     "end_seal",
+    "client_seal",
     "frame_messages",
     "scan_messages",
 )
@@ -80,6 +81,8 @@ AEAD_AES_256_GCM: Final = 1
 _COUNTER_LIMIT: Final = 1 << 64
 
 _Buffer: TypeAlias = bytes | bytearray | memoryview
+_Keys: TypeAlias = Sequence["CellKey"]  # one per hop, path order
+_Pads: TypeAlias = Sequence[_Buffer]  # one pad run per hop but the last
 _NONCE = struct.Struct("!4xQ").pack
 _ZEROS: Final = bytes(CELL_SIZE)
 
@@ -185,6 +188,35 @@ def _check_end_open(keys: Sequence[CellKey], counter: int, cells: _Buffer) -> in
     return n
 
 
+def _check_client_seal(
+    keys: _Keys, counter: int, plains: _Buffer, pads: _Pads, filler: _Buffer, out_header: bytes
+) -> int:
+    hops = len(keys)
+    if not 1 <= hops <= MAX_HOPS:
+        raise LocalProtocolError(f"a circuit has 1..{MAX_HOPS} hops")
+    n = _check_header_run(counter, plains, out_header, PLAIN_SIZE)
+    if len(pads) != hops - 1:
+        raise LocalProtocolError("one pad buffer per hop before the last")
+    for pad in pads:
+        if _byte_size(pad) != n * TAG_SIZE:
+            raise LocalProtocolError("each pad buffer holds one 16-byte pad per cell")
+    if _byte_size(filler) != n * _filler_size(hops):
+        raise LocalProtocolError("the filler is 32 - 16 * (hops - 1) bytes per cell")
+    return n
+
+
+def _byte_size(buf: _Buffer) -> int:
+    if isinstance(buf, memoryview) and not (buf.c_contiguous and buf.itemsize == 1):
+        raise LocalProtocolError("a buffer of contiguous bytes is needed")
+    return len(buf)
+
+
+def _filler_size(hops: int) -> int:
+    # Forward, every hop but the last puts a 16-byte pad in front; the client fills the rest
+    # of the 32 bytes before the relay message with random bytes (cells.md 5.5).
+    return MESSAGE_OFFSET - TAG_SIZE * (hops - 1)
+
+
 def _check_framing(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> None:
     if not 0 <= kind <= 0xFF:
         raise LocalProtocolError("relay kind is one byte")
@@ -255,7 +287,11 @@ def _keystream(key: CellKey, nonce: bytes, length: int) -> bytes:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    # Through ints: one C-level operation instead of a Python loop over the (<= 32) bytes.
+    if len(a) != len(b):
+        raise ValueError("xor of unequal lengths")
+    n = len(a)
+    return (int.from_bytes(a, "little") ^ int.from_bytes(b, "little")).to_bytes(n, "little")
 
 
 def _dropped_prefixes(keys: Sequence[CellKey], nonce: bytes) -> list[bytes]:
@@ -275,6 +311,53 @@ def _py_end_seal(key: CellKey, counter: int, plains: _Buffer, out_header: bytes)
     :func:`frame_messages` builds them): cell ``i`` is
     ``out_header || AEAD-Seal(key, counter + i, plain_i)``."""
     return _py_seal_run(key, counter, plains, out_header, PLAIN_SIZE, 0)
+
+
+def _py_client_seal(
+    keys: _Keys, counter: int, plains: _Buffer, pads: _Pads, filler: _Buffer, out_header: bytes
+) -> bytes:
+    """The client's forward seal for a run (``ClientLayers.seal_forward``, cell by cell).
+
+    ``keys`` are each hop's forward key in path order; ``plains`` are layer plaintexts as
+    :func:`frame_messages` builds them, of which only the relay message (bytes 32..1003) is
+    used; ``pads[i]`` is the next ``16 * n`` bytes of hop ``i``'s forward pad stream (hops
+    before the last); ``filler`` is ``n * (32 - 16 * (hops - 1))`` random bytes, each cell's
+    share in order. Cell ``i`` is ``out_header`` and the body that every hop opens in turn,
+    each hop's pad becoming exactly the ciphertext the next hop expects.
+    """
+    n = _check_client_seal(keys, counter, plains, pads, filler, out_header)
+    hops = len(keys)
+    fill = _filler_size(hops)
+    encrypts = [key._py.encrypt for key in keys]
+    view = memoryview(plains)
+    out: list[bytes] = []
+    for j in range(n):
+        nonce = _NONCE(counter + j)
+        # The ciphertext prefix hop i+1 receives is fixed by the pads of the hops before it:
+        # prefix_{i+1} = pad_i || (prefix_i XOR keystream_i); the last hop's plaintext starts
+        # with that prefix decrypted.
+        prefix = b""
+        for i in range(hops - 1):
+            if prefix:
+                prefix = _xor(prefix, _keystream(keys[i], nonce, len(prefix)))
+            prefix = bytes(pads[i][j * TAG_SIZE : (j + 1) * TAG_SIZE]) + prefix
+        if prefix:
+            prefix = _xor(prefix, _keystream(keys[-1], nonce, len(prefix)))
+        base = j * PLAIN_SIZE
+        inner = b"".join(
+            (
+                prefix,
+                filler[j * fill : (j + 1) * fill],
+                view[base + MESSAGE_OFFSET : base + PLAIN_SIZE],
+            )
+        )
+        sealed = encrypts[-1](nonce, inner, None)
+        for i in range(hops - 2, -1, -1):
+            # Hop i's plaintext is the next hop's body minus the pad hop i puts in front.
+            sealed = encrypts[i](nonce, sealed[TAG_SIZE:], None)
+        out.append(out_header)
+        out.append(sealed)
+    return b"".join(out)
 
 
 def _py_seal_run(
@@ -404,6 +487,28 @@ def _c_end_seal(key: CellKey, counter: int, plains: _Buffer, out_header: bytes) 
     return _c_seal_run(_lib.zm_end_seal, key, counter, plains, out_header, PLAIN_SIZE)
 
 
+def _c_client_seal(
+    keys: _Keys, counter: int, plains: _Buffer, pads: _Pads, filler: _Buffer, out_header: bytes
+) -> bytes:
+    n = _check_client_seal(keys, counter, plains, pads, filler, out_header)
+    hops = len(keys)
+    null = _ffi.NULL
+    handles = [key._c for key in keys] + [null] * (MAX_HOPS - hops)
+    # Unused pad slots (hops < 3) go in as NULL with length 0.
+    pad_args: list[Any] = []
+    for i in range(MAX_HOPS - 1):
+        pad_args += (_in(pads[i]), len(pads[i])) if i < hops - 1 else (null, 0)
+    size = n * CELL_SIZE
+    out = _alloc("unsigned char[]", size)
+    _c_result(
+        _lib.zm_client_seal(
+            hops, *handles, counter, _in(plains), n * PLAIN_SIZE, *pad_args,
+            _in(filler), len(filler), _in(out_header), HEADER_SIZE, out, size,
+        )
+    )  # fmt: skip
+    return _ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
+
+
 def _c_frame_messages(kind: int, payloads: bytes, lengths: Sequence[int], prefix: bytes) -> bytes:
     _check_framing(kind, payloads, lengths, prefix)
     count = len(lengths)
@@ -449,5 +554,6 @@ relay_forward = _c_relay_forward if BACKEND == "c" else _py_relay_forward
 relay_backward = _c_relay_backward if BACKEND == "c" else _py_relay_backward
 end_open = _c_end_open if BACKEND == "c" else _py_end_open
 end_seal = _c_end_seal if BACKEND == "c" else _py_end_seal
+client_seal = _c_client_seal if BACKEND == "c" else _py_client_seal
 frame_messages = _c_frame_messages if BACKEND == "c" else _py_frame_messages
 scan_messages = _c_scan_messages if BACKEND == "c" else _py_scan_messages

@@ -356,6 +356,13 @@ class WebSocketLink:
         stats = self._stats
         try:
             while True:
+                if self._recv_q and self._deliver is not None and not self._t.pending_events():
+                    # Everything read so far is parsed: hand the messages on in one call
+                    # (also when a control frame came after them in the same read).
+                    blocks = list(self._recv_q)
+                    self._recv_q.clear()
+                    self._recv_cells = 0
+                    await self._deliver(blocks)
                 event = await self._t.next_event()
                 self._last_heard = trio.current_time()
                 if self._t.flush_wanted:
@@ -381,15 +388,8 @@ class WebSocketLink:
                     self._recv_cells += n // CELL_SIZE
                     stats.cells_received += n // CELL_SIZE
                     stats.bytes_received += n
-                    deliver = self._deliver
-                    if deliver is not None:
-                        if not self._t.pending_events():
-                            # Everything read so far is parsed: hand it on in one call.
-                            blocks = list(self._recv_q)
-                            self._recv_q.clear()
-                            self._recv_cells = 0
-                            await deliver(blocks)
-                        continue
+                    if self._deliver is not None:
+                        continue  # delivered at the top of the loop
                     self._recv_ready.set()
                     while self._recv_cells >= self._settings.receive_queue:
                         if self._recv_space.is_set():

@@ -333,6 +333,17 @@ class ExitLayers:
             raise LocalProtocolError(f"plaintext must be {DATA_SIZE} bytes")
         return self.seal_backward_plain(_ZERO_PREFIX + plaintext, out_header)
 
+    def seal_backward_run(self, plains: bytes, out_header: bytes) -> bytes:
+        """:meth:`seal_backward_plain` for a run of layer plaintexts back to back (as
+        ``kernels.frame_messages`` builds them): one kernel call, one buffer of cells."""
+        count = self.backward_count
+        n = len(plains) // LAYER_PLAIN_SIZE
+        if count + n > MAX_CELLS_PER_DIRECTION:
+            raise LocalProtocolError("circuit used up its backward nonces")
+        sealed = kernels.end_seal(self.backward_run_key, count, plains, out_header)
+        self.backward_count = count + n
+        return sealed
+
     def seal_backward_plain(self, plain: bytes, out_header: bytes) -> bytes:
         """:meth:`seal_backward` for a caller that built the whole layer plaintext
         (:data:`MESSAGE_OFFSET` zero bytes, then the message): one copy less per cell."""
@@ -359,7 +370,14 @@ class _ClientHop:
 class ClientLayers:
     """The client's mirror of every hop's keys, counters and pad streams on one circuit."""
 
-    __slots__ = ("_hops", "_random", "backward_count", "backward_run_keys", "forward_count")
+    __slots__ = (
+        "_hops",
+        "_random",
+        "backward_count",
+        "backward_run_keys",
+        "forward_count",
+        "forward_run_keys",
+    )
 
     def __init__(self, hop_keys: Sequence[HopKeys], random: RandomSource) -> None:
         if not 1 <= len(hop_keys) <= MAX_HOPS:
@@ -367,6 +385,9 @@ class ClientLayers:
         self._hops = [_ClientHop(k) for k in hop_keys]
         self.backward_run_keys = tuple(
             kernels.CellKey(int(k.aead), k.backward_key) for k in hop_keys
+        )
+        self.forward_run_keys = tuple(
+            kernels.CellKey(int(k.aead), k.forward_key) for k in hop_keys
         )
         self._random = random
         # All hops see every cell, so one counter per direction serves every hop's nonce.
@@ -405,6 +426,24 @@ class ClientLayers:
             sealed = hops[i].fwd.encrypt(nonce, sealed[TAG_SIZE:], None)
         self.forward_count = count + 1
         return out_header + sealed
+
+    def seal_forward_run(self, plains: bytes, out_header: bytes) -> bytes:
+        """:meth:`seal_forward` for a run of messages, each framed as a layer plaintext
+        (``kernels.frame_messages`` with a zero prefix; the prefix is computed here): one
+        kernel call, one buffer of cells. The same pad-stream bytes and the same filler
+        draws, in the same order, as that many :meth:`seal_forward` calls."""
+        count = self.forward_count
+        n = len(plains) // LAYER_PLAIN_SIZE
+        if count + n > MAX_CELLS_PER_DIRECTION:
+            raise LocalProtocolError("circuit used up its forward nonces")
+        hops = self._hops
+        pads = [hop.fwd_pad.update(bytes(TAG_SIZE * n)) for hop in hops[:-1]]
+        filler = self._random((MESSAGE_OFFSET - TAG_SIZE * (len(hops) - 1)) * n)
+        sealed = kernels.client_seal(
+            self.forward_run_keys, count, plains, pads, filler, out_header
+        )
+        self.forward_count = count + n
+        return sealed
 
     def open_backward(self, cell: bytes) -> bytes:
         """Peel every hop's layer off a backward cell; return the last hop's message.

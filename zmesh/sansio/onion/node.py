@@ -527,39 +527,23 @@ class OnionNode:
         batch = payloads[:room] if room < len(payloads) else payloads
         if not batch:
             return 0
-        pack, zeros, kind_byte = _MESSAGE_PACK, _ZERO_FILL, int(kind)
-        if isinstance(end, _ExitCircuit):
-            # The exit's whole run: framed and sealed by the batch kernels, one buffer.
-            layers = end.layers
-            count = layers.backward_count
-            if count + len(batch) > MAX_CELLS_PER_DIRECTION:
-                raise LocalProtocolError("circuit used up its backward nonces")
-            plains = kernels.frame_messages(
-                kind_byte, b"".join(batch), [len(p) for p in batch], zeros[:MESSAGE_OFFSET]
-            )
-            sealed = kernels.end_seal(layers.backward_run_key, count, plains, end.out_header)
-            layers.backward_count = count + len(batch)
-            self._queue_run(end.link, sealed, len(batch))
-            end.cells_sent += len(batch)
-            return len(batch)
-        seal: Callable[[bytes, bytes], bytes]
+        if len(batch) == 1:
+            # A lone message (a SENDME, a request): the per-cell seal is cheaper than a
+            # kernel call (bench/cells.py, 1-cell runs).
+            self.send_relay_message(circuit, kind, batch[0], now)
+            return 1
+        # The whole run: framed and sealed by the batch kernels into one buffer.
+        plains = kernels.frame_messages(
+            int(kind), b"".join(batch), [len(p) for p in batch], _ZERO_FILL[:MESSAGE_OFFSET]
+        )
         if isinstance(end, _ClientCircuit):
             assert end.layers is not None  # OPEN implies built
-            seal = end.layers.seal_forward
-            prefix = b""
+            sealed = end.layers.seal_forward_run(plains, end.out_header)
         else:
-            # The exit seals the whole layer plaintext: the zero prefix joins in here.
-            seal = end.layers.seal_backward_plain
-            prefix = zeros[:MESSAGE_OFFSET]
-        plaintexts = [
-            b"".join((prefix, pack(kind_byte, len(p)), p, zeros[: MAX_RELAY_PAYLOAD - len(p)]))
-            for p in batch
-        ]
-        header, target, append = end.out_header, end.link, self._out.append
-        for plaintext in plaintexts:
-            append((target, seal(plaintext, header)))
-        end.cells_sent += len(plaintexts)
-        return len(plaintexts)
+            sealed = end.layers.seal_backward_run(plains, end.out_header)
+        self._queue_run(end.link, sealed, len(batch))
+        end.cells_sent += len(batch)
+        return len(batch)
 
     def destroy_circuit(self, circuit: CircuitHandle, reason: DestroyReason, now: float) -> None:
         """Tear a circuit down from this end; a ``CircuitDestroyed`` (origin LOCAL) follows."""
