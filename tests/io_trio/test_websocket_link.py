@@ -152,28 +152,6 @@ async def test_send_queue_is_bounded() -> None:
         nursery.cancel_scope.cancel()
 
 
-@pytest.mark.parametrize("n", [0, 1, 125, 126, 65535, 65536, 70000])
-async def test_raw_server_frames_match_wsproto(n: int) -> None:
-    # The writer frames a server's data messages itself; the bytes must be wsproto's.
-    from wsproto import ConnectionType, WSConnection
-    from wsproto.events import AcceptConnection, BytesMessage, Request
-
-    from zmesh.io_trio.websocket_link import _binary_frame_header
-
-    server = WSConnection(ConnectionType.SERVER)
-    client = WSConnection(ConnectionType.CLIENT)
-    server.receive_data(client.send(Request(host="h", target="/")))
-    next(server.events())
-    client.receive_data(server.send(AcceptConnection()))
-    next(client.events())
-    payload = bytes(range(256)) * (n // 256) + bytes(n % 256)
-    ours = _binary_frame_header(n) + payload
-    assert ours == server.send(BytesMessage(data=payload))
-    client.receive_data(ours)
-    (event,) = list(client.events())
-    assert isinstance(event, BytesMessage) and event.data == payload and event.message_finished
-
-
 async def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
     from wsproto.events import Ping
 

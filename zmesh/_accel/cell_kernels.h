@@ -94,6 +94,11 @@ int64_t zm_frame_messages(unsigned kind, const unsigned char *payloads, size_t p
  * kinds[i] and lengths[i] for the k leading plaintexts that pass (cap >= n). Returns k. */
 int64_t zm_scan_messages(const unsigned char *plains, size_t plains_len, unsigned n_kinds,
                          unsigned char *kinds, uint16_t *lengths, size_t cap);
+
+/* RFC 6455 §5.3 masking (its own inverse): out[i] = in[i] ^ key[i % 4] for n bytes (out may be
+ * in). Returns n. For the cell link's WebSocket frames, not for cells. */
+int64_t zm_ws_mask(const unsigned char *in, size_t n, const unsigned char *key, size_t key_len,
+                   unsigned char *out, size_t out_len);
 /* CDEF-END */
 
 #endif

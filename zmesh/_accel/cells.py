@@ -64,6 +64,7 @@ __all__ = [
     "IMPLEMENTATIONS",
     "KERNELS",
     "CellKey",
+    "ws_mask",
     *KERNELS,
 ]
 
@@ -534,6 +535,36 @@ def _c_scan_messages(plains: _Buffer, n_kinds: int) -> tuple[bytes, list[int], i
     return _ffi.buffer(kinds, k)[:], _ffi.unpack(lengths, k), k
 
 
+def _check_ws_mask(data: _Buffer, key: bytes) -> int:
+    if len(key) != 4:
+        raise LocalProtocolError("a WebSocket masking key is 4 bytes")
+    view = memoryview(data)
+    if view.itemsize != 1 or not view.c_contiguous:
+        raise LocalProtocolError("a byte buffer is needed")
+    return view.nbytes
+
+
+def _py_ws_mask(data: _Buffer, key: bytes) -> bytes:
+    """RFC 6455 §5.3 masking, its own inverse: byte ``i`` XOR ``key[i % 4]``. For the cell
+    link's WebSocket frames (the one non-cell kernel here: pure-Python masking cost more per
+    byte than a relay's whole cell work)."""
+    n = _check_ws_mask(data, key)
+    out = bytearray(data)
+    for j in range(4):  # one translate per key byte over every fourth byte
+        out[j::4] = out[j::4].translate(_XOR_TABLES[key[j]])
+    return bytes(out[:n])
+
+
+_XOR_TABLES: Final = [bytes(b ^ k for b in range(256)) for k in range(256)]
+
+
+def _c_ws_mask(data: _Buffer, key: bytes) -> bytes:
+    n = _check_ws_mask(data, key)
+    out = _alloc("unsigned char[]", max(n, 1))
+    _c_result(_lib.zm_ws_mask(_in(data), n, key, 4, out, n))
+    return _ffi.buffer(out, n)[:]  # type: ignore[no-any-return]
+
+
 def _functions(prefix: str) -> dict[str, Callable[..., Any]]:
     return {name: globals()[f"_{prefix}_{name}"] for name in KERNELS}
 
@@ -557,3 +588,4 @@ end_seal = _c_end_seal if BACKEND == "c" else _py_end_seal
 client_seal = _c_client_seal if BACKEND == "c" else _py_client_seal
 frame_messages = _c_frame_messages if BACKEND == "c" else _py_frame_messages
 scan_messages = _c_scan_messages if BACKEND == "c" else _py_scan_messages
+ws_mask = _c_ws_mask if BACKEND == "c" else _py_ws_mask

@@ -9,11 +9,12 @@ into one message and one TLS write, which is what makes the link cheap per cell 
 An idle link sends one cell per message. Keepalive is the WebSocket Ping/Pong (RFC 6455 §5.5.2)
 with an 8-byte counter; its round trip goes into ``LinkStats.rtt``.
 
-The link speaks wsproto (trio-websocket's own protocol engine) directly over
-:class:`~zmesh.io_trio.tls.TlsStream` rather than through trio-websocket's connection object,
-because that object does one ``send_all`` per message and moves every received message through
-a one-slot channel and an extra task (two task switches per message), and ``trio.SSLStream``
-hands back one 16 KiB TLS record per read; both dominated the per-cell cost.
+The HTTP upgrade goes through wsproto; from the identity handshake on, frames go through the
+link's own RFC 6455 codec (:mod:`zmesh.sansio.websocket_frames`): wsproto's generic per-frame
+machinery and its pure-Python masking cost more per byte than a relay's whole cell work. The
+stream underneath is :class:`~zmesh.io_trio.tls.TlsStream` rather than trio-websocket's
+connection object, which does one ``send_all`` per message and moves every received message
+through a one-slot channel and an extra task.
 
 Queues are bounded both ways: :meth:`WebSocketLink.send_cell` blocks when ``send_queue`` cells
 wait to be written, and the reader stops reading the socket while ``receive_queue`` cells wait
@@ -26,25 +27,18 @@ import collections
 import contextlib
 import logging
 import math
+import secrets
 import ssl
 import struct
 from collections.abc import Awaitable, Callable
-from typing import Final
 
 import trio
 from wsproto import ConnectionType, WSConnection
-from wsproto.connection import ConnectionState
 from wsproto.events import (
     AcceptConnection,
-    BytesMessage,
-    CloseConnection,
     Event,
-    Message,
-    Ping,
-    Pong,
     RejectConnection,
     Request,
-    TextMessage,
 )
 from wsproto.utilities import LocalProtocolError as WsLocalError
 from wsproto.utilities import RemoteProtocolError as WsRemoteError
@@ -53,6 +47,20 @@ from zmesh.io_trio.link import LinkClosed, LinkStats
 from zmesh.io_trio.state import NodeIdentity, cert_sha256, client_ssl_context
 from zmesh.io_trio.tls import READ_SIZE, TlsStream
 from zmesh.sansio.signaling.link_auth import AuthState, LinkAuthenticator, Role
+from zmesh.sansio.websocket_frames import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    BinaryMessage,
+    CloseFrame,
+    FrameDecoder,
+    PingFrame,
+    PongFrame,
+    encode_close_payload,
+    encode_frame,
+    encode_frame_header,
+)
 from zmesh.sansio.wire import ProtocolError
 
 __all__ = [
@@ -101,50 +109,71 @@ class LinkSettings:
 
 
 class _Transport:
-    """wsproto plus the stream: reads events, writes frames; one writer at a time."""
+    """The stream plus the framing: wsproto for the HTTP upgrade, then the link's own RFC 6455
+    codec (``zmesh.sansio.websocket_frames``); reads events, writes frames; one writer at a
+    time."""
 
     def __init__(self, stream: TlsStream, ws: WSConnection) -> None:
         self.stream = stream
         self.ws = ws
-        self._events: collections.deque[Event] = collections.deque()
+        self.client = ws.client
+        self._frames: FrameDecoder | None = None
+        self._events: collections.deque[object] = collections.deque()
         self.flush_wanted = False  # reading produced TLS records for the peer
 
-    async def next_event(self) -> Event:
+    def start_frames(self) -> None:
+        """The upgrade is done: from here on the link's codec frames and parses. The client
+        speaks first after the upgrade, so no byte is in flight at this switch."""
+        self._frames = FrameDecoder(
+            expect_masked=not self.client,
+            max_message=MAX_CELLS_PER_MESSAGE * CELL_SIZE,
+            # A partial frame plus what one TLS read decrypts (a read plus a partial record).
+            max_buffer=MAX_CELLS_PER_MESSAGE * CELL_SIZE + 14 + READ_SIZE + 32 * 1024,
+        )
+
+    async def next_event(self) -> object:
         while not self._events:
             data = await self.stream.receive_some(RECEIVE_CHUNK)
             if not data:
                 raise LinkClosed("peer closed the connection")
-            self.ws.receive_data(data)
-            self._events.extend(self.ws.events())
+            frames = self._frames
+            if frames is None:
+                self.ws.receive_data(data)
+                self._events.extend(self.ws.events())
+            else:
+                frames.receive_data(data)
+                while (event := frames.next_event()) is not None:
+                    self._events.append(event)
             if self.stream.needs_flush:
                 self.flush_wanted = True
         return self._events.popleft()
 
-    def pending_events(self) -> collections.deque[Event]:
+    def pending_events(self) -> collections.deque[object]:
         return self._events
 
     async def send(self, *events: Event) -> None:
+        """wsproto events: the HTTP upgrade only."""
         await self.stream.send_all(b"".join(self.ws.send(e) for e in events))
 
+    def frame(self, opcode: int, payload: bytes | bytearray | memoryview) -> bytes:
+        """One frame, masked with a fresh key when this end is the client (§5.3)."""
+        return encode_frame(opcode, payload, secrets.token_bytes(4) if self.client else None)
+
+    async def send_frames(self, *frames: bytes) -> None:
+        await self.stream.send_all(b"".join(frames))
+
     async def receive_message(self, limit: int) -> bytes:
-        """One whole binary message during the handshake (control frames answered inline)."""
-        parts: list[bytes] = []
-        size = 0
+        """One whole binary message during the identity handshake (Pings answered inline)."""
         while True:
             event = await self.next_event()
-            if isinstance(event, BytesMessage):
-                size += len(event.data)
-                if size > limit:
+            if isinstance(event, BinaryMessage):
+                if len(event.data) > limit:
                     raise LinkClosed("handshake message too large")
-                parts.append(bytes(event.data))
-                if event.message_finished:
-                    return b"".join(parts)
-            elif isinstance(event, Ping):
-                await self.send(event.response())
-            elif isinstance(event, CloseConnection):
+                return event.data
+            if isinstance(event, PingFrame):
+                await self.send_frames(self.frame(OP_PONG, event.payload))
+            elif isinstance(event, CloseFrame):
                 raise LinkClosed(f"peer closed during handshake ({event.code})")
-            elif isinstance(event, TextMessage):
-                raise LinkClosed("text message on a cell link")
 
 
 class WebSocketLink:
@@ -175,7 +204,7 @@ class WebSocketLink:
         self._send_cells = 0
         self._recv_q: collections.deque[bytes] = collections.deque()
         self._recv_cells = 0
-        self._control: list[Event] = []
+        self._control: list[tuple[int, bytes]] = []  # (opcode, payload), one per opcode
         self._send_ready = trio.Event()  # writer has something to do
         self._send_space = trio.Event()  # a blocked sender may retry
         self._recv_ready = trio.Event()  # a blocked receiver may retry
@@ -306,7 +335,9 @@ class WebSocketLink:
                     trio.BusyResourceError,
                     WsLocalError,
                 ):
-                    await self._t.send(CloseConnection(code=1000, reason="bye"))
+                    await self._t.send_frames(
+                        self._t.frame(OP_CLOSE, encode_close_payload(1000, "bye"))
+                    )
         self._cancel.cancel()
         with trio.CancelScope(shield=True):
             await self._t.stream.aclose()
@@ -350,9 +381,6 @@ class WebSocketLink:
                 await self._t.stream.aclose()
 
     async def _reader(self) -> None:
-        parts: list[bytes | bytearray] = []
-        size = 0
-        limit = MAX_CELLS_PER_MESSAGE * CELL_SIZE
         stats = self._stats
         try:
             while True:
@@ -367,24 +395,15 @@ class WebSocketLink:
                 self._last_heard = trio.current_time()
                 if self._t.flush_wanted:
                     self._send_ready.set()
-                if isinstance(event, BytesMessage):
-                    size += len(event.data)
-                    if size > limit:
-                        stats.dropped_malformed += 1
-                        self._close("message larger than the cell batch limit")
-                        return
-                    parts.append(event.data)
-                    if not event.message_finished:
-                        continue
-                    data = parts[0] if len(parts) == 1 else b"".join(parts)
-                    parts, size = [], 0
+                if isinstance(event, BinaryMessage):
+                    data = event.data  # whole: the codec reassembles and bounds messages
                     n = len(data)
                     if n == 0 or n % CELL_SIZE:
                         stats.dropped_malformed += 1
                         self._close(f"message of {n} bytes is not whole cells")
                         return
                     # The whole message stays one buffer: the node opens it run by run.
-                    self._recv_q.append(data if type(data) is bytes else bytes(data))
+                    self._recv_q.append(data)
                     self._recv_cells += n // CELL_SIZE
                     stats.cells_received += n // CELL_SIZE
                     stats.bytes_received += n
@@ -397,14 +416,14 @@ class WebSocketLink:
                         await self._recv_space.wait()
                         if self._closed is not None:
                             return
-                elif isinstance(event, Ping):
-                    self._queue_control(event.response())
-                elif isinstance(event, Pong):
-                    self._on_pong(bytes(event.payload))
-                elif isinstance(event, CloseConnection):
+                elif isinstance(event, PingFrame):
+                    self._queue_control(OP_PONG, event.payload)
+                elif isinstance(event, PongFrame):
+                    self._on_pong(event.payload)
+                elif isinstance(event, CloseFrame):
                     self._close(f"peer closed the link ({event.code})")
                     return
-                else:  # TextMessage or anything else a cell link never carries
+                else:  # nothing else comes out of the codec; be safe all the same
                     stats.dropped_malformed += 1
                     self._close(f"unexpected {type(event).__name__}")
                     return
@@ -412,7 +431,7 @@ class WebSocketLink:
             self._close(exc.reason)
         except (trio.BrokenResourceError, trio.ClosedResourceError, ssl.SSLError, OSError) as exc:
             self._close(f"connection failed: {exc.__class__.__name__}")
-        except (WsRemoteError, WsLocalError) as exc:
+        except (ProtocolError, WsRemoteError, WsLocalError) as exc:
             self._stats.dropped_malformed += 1
             self._close(f"websocket protocol error: {exc}")
 
@@ -447,27 +466,24 @@ class WebSocketLink:
         """Frame queued control events and up to four messages of queued cells (~256 KiB
         keeps the pipe full without holding the event loop for long) for one TLS write."""
         q = self._send_q
-        ws = self._t.ws
+        t = self._t
         frames: list[bytes | memoryview] = []
         if self._control:
-            frames.extend(ws.send(e) for e in self._control)
+            frames.extend(t.frame(opcode, payload) for opcode, payload in self._control)
             self._control.clear()
         ncells = 0
-        # A server's data frames are unmasked and no extension is ever negotiated, so the
-        # frame is a 2-10 byte header before the batch (RFC 6455 §5.2): framed here, the
-        # batch is copied once (into the TLS write) instead of three times in wsproto. A
-        # client masks (§5.3); wsproto does that.
-        raw = not ws.client and ws.state is ConnectionState.OPEN
         for _ in range(4):
             if not q:
                 break
             parts, k = _take_message(q, MAX_CELLS_PER_MESSAGE)
-            if raw:
-                frames.append(_binary_frame_header(k * CELL_SIZE))
-                frames.extend(parts)
-            else:
+            if t.client:
+                # Masked (§5.3): one copy through the masking kernel.
                 batch = parts[0] if len(parts) == 1 else b"".join(parts)
-                frames.append(ws.send(Message(data=bytes(batch))))
+                frames.append(t.frame(OP_BINARY, batch))
+            else:
+                # Unmasked: a 2-10 byte header before the runs, copied once (the TLS write).
+                frames.append(encode_frame_header(OP_BINARY, k * CELL_SIZE))
+                frames.extend(parts)
             ncells += k
         self._send_cells -= ncells
         self._send_space.set()
@@ -508,15 +524,14 @@ class WebSocketLink:
             self._ping_sent[self._ping_seq] = now
             if len(self._ping_sent) > 8:  # bound: forget pings that were never answered
                 del self._ping_sent[min(self._ping_sent)]
-            self._queue_control(Ping(payload=_PING.pack(self._ping_seq)))
+            self._queue_control(OP_PING, _PING.pack(self._ping_seq))
 
-    def _queue_control(self, event: Event) -> None:
+    def _queue_control(self, opcode: int, payload: bytes) -> None:
         # RFC 6455 §5.5.3 lets us answer only the latest Ping, and one unsent Ping of our own is
         # enough: the queue holds at most one frame of each kind, however fast a peer pings
         # while it never reads.
-        kind = type(event)
-        self._control = [e for e in self._control if type(e) is not kind]
-        self._control.append(event)
+        self._control = [c for c in self._control if c[0] != opcode]
+        self._control.append((opcode, payload))
         self._send_ready.set()
 
     def _on_pong(self, payload: bytes) -> None:
@@ -531,7 +546,7 @@ class WebSocketLink:
         """Send a keepalive now (tests and ``zmesh status`` use it for a fresh RTT)."""
         self._ping_seq += 1
         self._ping_sent[self._ping_seq] = trio.current_time()
-        self._queue_control(Ping(payload=_PING.pack(self._ping_seq)))
+        self._queue_control(OP_PING, _PING.pack(self._ping_seq))
         await trio.lowlevel.checkpoint()
 
 
@@ -558,29 +573,16 @@ def _take_message(
     return parts, cells
 
 
-_FRAME_16: Final = struct.Struct("!BBH")
-_FRAME_64: Final = struct.Struct("!BBQ")
-_FIN_BINARY: Final = 0x82  # FIN bit | opcode 2 (binary), RSV bits clear
-
-
-def _binary_frame_header(n: int) -> bytes:
-    """An unmasked, final binary frame's header for an ``n``-byte payload (RFC 6455 §5.2)."""
-    if n <= 125:
-        return bytes((_FIN_BINARY, n))
-    if n <= 0xFFFF:
-        return _FRAME_16.pack(_FIN_BINARY, 126, n)
-    return _FRAME_64.pack(_FIN_BINARY, 127, n)
-
-
 async def _authenticate(transport: _Transport, auth: LinkAuthenticator) -> None:
+    transport.start_frames()
     outgoing = auth.start()
     if outgoing:
-        await transport.send(*(Message(data=m) for m in outgoing))
+        await transport.send_frames(*(transport.frame(OP_BINARY, m) for m in outgoing))
     while auth.state is not AuthState.DONE:
         data = await transport.receive_message(MAX_HANDSHAKE_MESSAGE)
         outgoing = auth.receive(data)
         if outgoing:
-            await transport.send(*(Message(data=m) for m in outgoing))
+            await transport.send_frames(*(transport.frame(OP_BINARY, m) for m in outgoing))
 
 
 async def connect_websocket_link(
