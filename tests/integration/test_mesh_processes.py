@@ -247,3 +247,51 @@ def test_zmesh_status_reads_a_running_proxy(mesh: Mesh, proxy2: Proc) -> None:
     assert out.returncode == 0, out.stderr
     assert "circuits built here (1)" in out.stdout or "circuits built here (2)" in out.stdout
     assert " -> " in out.stdout
+
+
+def test_two_busy_nodes_carry_traffic_both_ways(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Two nodes, four clients: circuits run n0→n1 and n1→n0, each with a download and an upload
+    # at once, so both directions of the one link between the nodes carry cells that each node
+    # must also send back over that link; every transfer must finish and be byte exact. (The
+    # deadlock this guards against, a link reader waiting for a full link, showed with
+    # `python bench/both_ways.py` at 100 MiB; this shorter run did not trigger it reliably.)
+    m = Mesh(tmp_path_factory.mktemp("busy"))
+    try:
+        m.add_node()
+        m.add_node()
+        proxies = [m.add_proxy(2, f"bproxy{i}") for i in range(4)]
+        size = 24 * 1024 * 1024
+        upload = tmp_path_factory.mktemp("busy-up") / "up.bin"
+        upload.write_bytes(os.urandom(size))
+        want_up = hashlib.sha256(upload.read_bytes()).hexdigest()
+        base = f"http://127.0.0.1:{m.web_port}"
+        jobs = []
+        for proxy in proxies:
+            port = proxy.info["socks_port"]
+            socks = ["--socks5-hostname", f"127.0.0.1:{port}"]
+            jobs.append(
+                subprocess.Popen(
+                    ["curl", "-sS", "--max-time", "90", *socks, f"{base}/bytes/{size}"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+            jobs.append(
+                subprocess.Popen(
+                    ["curl", "-sS", "--max-time", "90", *socks, "--data-binary", f"@{upload}",
+                     f"{base}/sha256"],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                )
+            )
+        want_down = pattern_sha256(size)
+        for i, job in enumerate(jobs):
+            out, err = job.communicate(timeout=120)
+            assert job.returncode == 0, err
+            if i % 2 == 0:
+                assert hashlib.sha256(out).hexdigest() == want_down
+            else:
+                assert out.decode().strip() == want_up
+        assert all(n.alive() for n in m.nodes)
+    finally:
+        m.close()

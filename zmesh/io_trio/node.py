@@ -77,8 +77,11 @@ log = logging.getLogger(__name__)
 
 
 #: Cells the onion layer may queue (all links) between two flushes: a full circuit window
-#: (1 MiB of stream data, ~1100 cells) for a few circuits at once.
+#: (4 MiB of stream data, ~4300 cells) for a few circuits at once.
 ONION_QUEUED_CELLS = 16384
+#: Cells the node holds for links whose send queues are full (all links together) before
+#: link readers stop reading and pumps stop pumping: ~16 MiB, four circuits' full windows.
+CARRY_HIGH_WATER = 16384
 
 
 class NoPath(Exception):
@@ -195,9 +198,13 @@ class Node:
         self._flush_lock = trio.Lock()
         self._flush_wanted = trio.Event()
         self._flush_follows = False  # inside a drain whose caller flushes right after
-        # Cells _flush_now could not hand over at once, per link, in order: the flush task
-        # sends them before anything newer.
-        self._carry: collections.deque[tuple[Link, list[bytes]]] = collections.deque()
+        # Cells a link could not take at once, per link, in order (see _flush_now); bounded
+        # by CARRY_HIGH_WATER through the readers' back-pressure and the pumps' backlogs.
+        self._carry: dict[Link, collections.deque[bytes]] = {}
+        self._carry_cells = 0
+        self._carry_room = trio.Event()  # set while _carry_cells < CARRY_HIGH_WATER
+        self._carry_room.set()
+        self._link_room = trio.Event()  # some link freed send-queue room
         self._timer_changed = trio.Event()
         # The deadline _timer_task sleeps toward; -1 means "not sleeping on one" (wake it).
         self._armed_deadline: float | None = -1.0
@@ -397,15 +404,18 @@ class Node:
             for block in blocks:
                 account(onion.receive_block(key, block, now))
             self._drain_events(wake_flusher=False)
-            await self._flush()
+            self._flush_now()
+            # Not "until every link took its cells": a reader waiting on a link that waits on
+            # this reader's peer deadlocked two busy nodes. Only a node-wide backlog holds it.
+            await self._wait_carry_room()
 
         async with trio.open_nursery() as nursery:
             if isinstance(link, WebSocketLink):
                 link.set_deliver(deliver)
+                link.on_send_room = self._on_link_room
                 nursery.start_soon(link.run)
             self.links[peer] = link
-            self._drain_events()
-            await self._flush()
+            self._drain_events()  # parked CREATEs for this peer leave (_flush_now)
             try:
                 if isinstance(link, WebSocketLink):
                     await link.wait_closed()
@@ -413,7 +423,8 @@ class Node:
                 while True:
                     account(onion.receive_cells(key, [await link.receive_cell()], _wall()))
                     self._drain_events(wake_flusher=False)
-                    await self._flush()
+                    self._flush_now()
+                    await self._wait_carry_room()
             except LinkClosed as exc:
                 log.info("link to %s closed: %s", peer[:4].hex(), exc.reason)
             finally:
@@ -608,6 +619,12 @@ class Node:
             backlog.extend(mux.messages_to_send())
             if not backlog:
                 return
+            if self._carry_cells >= CARRY_HIGH_WATER:
+                # The links are behind: keep it here (the mux's windows bound it) until the
+                # flush task has room again.
+                self._backlogged[circuit] = pump
+                self._flush_wanted.set()
+                return
             try:
                 payloads = list(backlog)
                 taken = onion.send_relay_messages(circuit, RelayKind.STREAM, payloads, _wall())
@@ -706,53 +723,70 @@ class Node:
             await self._flush()
 
     def _flush_now(self) -> None:
-        """The flush without waiting, from whichever task just queued cells: when no flush is
-        running and each link takes its share at once, the cells leave now (a forwarded
-        request or reply then costs no task switch); whatever is left waits, in order, for
-        the flush task."""
-        if self._flush_lock.locked() or self._carry:
+        """Move queued cells to their links without waiting, from whichever task queued
+        them: each link takes what its send queue has room for at once (a forwarded request
+        or reply then costs no task switch); the rest waits in that link's own carry queue,
+        in order, for the flush task. One full link never holds up the others."""
+        carry = self._carry
+        for link_id, block in self.onion.blocks_to_send():
+            link = cast(Link, link_id)
+            queued = carry.get(link)
+            if queued is None:
+                queued = carry[link] = collections.deque()
+            queued.append(block)
+            self._carry_cells += len(block) // CELL_SIZE
+        for link in [lk for lk in carry if isinstance(lk, WebSocketLink)]:
+            queued = carry[link]
+            try:
+                taken = link.send_blocks_nowait(list(queued))
+            except LinkClosed:
+                taken = len(queued)
+                self.dropped_cells += sum(len(b) for b in queued) // CELL_SIZE
+            for _ in range(taken):
+                self._carry_cells -= len(queued.popleft()) // CELL_SIZE
+            if not queued:
+                del carry[link]
+        if carry or self._backlogged:
             self._flush_wanted.set()
-            return
-        out = self.onion.blocks_to_send()
-        if out:
-            for link, blocks in _by_link(out).items():
-                if not isinstance(link, WebSocketLink):
-                    self._carry.append((link, blocks))
-                    continue
-                try:
-                    taken = link.send_blocks_nowait(blocks)
-                except LinkClosed:
-                    self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
-                    continue
-                if taken < len(blocks):
-                    self._carry.append((link, blocks[taken:]))
-        if self._carry or self._backlogged:
-            self._flush_wanted.set()
+        if self._carry_cells < CARRY_HIGH_WATER:
+            self._carry_room.set()
 
     async def _flush(self) -> None:
-        """Move every queued cell to its link, in order, waiting for queue space."""
+        """Move every queued cell to its link, in order per link, waiting for queue space
+        wherever a link is full (while the others keep moving)."""
         async with self._flush_lock:
-            while self._carry:
-                link, blocks = self._carry.popleft()
-                try:
-                    await _send_cells(link, blocks)
-                except LinkClosed:
-                    self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
             while True:
-                out = self.onion.blocks_to_send()
-                if not out:
-                    if not self._backlogged:
-                        return
-                    for pump in list(self._backlogged.values()):
-                        pump()
-                    out = self.onion.blocks_to_send()
-                    if not out:
-                        return
-                for link, blocks in _by_link(out).items():
+                for pump in list(self._backlogged.values()):
+                    if self._carry_cells >= CARRY_HIGH_WATER:
+                        break
+                    pump()
+                self._flush_now()
+                for link in [lk for lk in self._carry if not isinstance(lk, WebSocketLink)]:
+                    queued = self._carry.pop(link)
+                    self._carry_cells -= sum(len(b) for b in queued) // CELL_SIZE
                     try:
-                        await _send_cells(link, blocks)
+                        await _send_cells(link, list(queued))
                     except LinkClosed:
-                        self.dropped_cells += sum(len(b) for b in blocks) // CELL_SIZE
+                        self.dropped_cells += sum(len(b) for b in queued) // CELL_SIZE
+                if not self._carry:
+                    if not self._backlogged or self._carry_cells >= CARRY_HIGH_WATER:
+                        return
+                    continue  # pumps left a backlog while the onion's queue was full
+                # Some link is full: sleep until any link frees room (or closes).
+                if self._link_room.is_set():
+                    self._link_room = trio.Event()
+                await self._link_room.wait()
+
+    async def _wait_carry_room(self) -> None:
+        """Back-pressure for a link reader: wait while the node's carry queues hold more
+        than CARRY_HIGH_WATER cells (links that cannot take them in time)."""
+        while self._carry_cells >= CARRY_HIGH_WATER:
+            if self._carry_room.is_set():
+                self._carry_room = trio.Event()
+            await self._carry_room.wait()
+
+    def _on_link_room(self) -> None:
+        self._link_room.set()
 
     # -- circuits (client role) -----------------------------------------------------------
 
@@ -823,8 +857,7 @@ class Node:
         circuit = self.onion.build_circuit(route, _wall(), aead=self.cell_aead)
         pending = _Pending()
         self._pending[circuit] = pending
-        self._drain_events()
-        await self._flush()
+        self._drain_events()  # the CREATE leaves at once unless its link is full (_flush_now)
         with trio.move_on_after(self.config.circuit_timeout):
             await pending.event.wait()
         if not pending.ok:
@@ -942,19 +975,6 @@ class Node:
             "relayed_circuits": self.onion.relayed_circuit_count,
             "dropped_cells": self.dropped_cells,
         }
-
-
-def _by_link(out: list[tuple[Hashable, bytes]]) -> dict[Link, list[bytes]]:
-    """Queued output grouped per link, each link's blocks in their order."""
-    by_link: dict[Link, list[bytes]] = {}
-    for link_id, block in out:
-        link = cast(Link, link_id)
-        blocks = by_link.get(link)
-        if blocks is None:
-            by_link[link] = [block]
-        else:
-            blocks.append(block)
-    return by_link
 
 
 async def _send_cells(link: Link, blocks: list[bytes]) -> None:

@@ -215,6 +215,9 @@ class WebSocketLink:
         # Set by the runtime: complete messages go straight to it from the reader task (one
         # task, no queue hand-off per message). None: they queue for receive_*().
         self._deliver: Callable[[list[bytes]], Awaitable[None]] | None = None
+        # Called (synchronously) whenever the send queue freed room or the link closed: the
+        # runtime's flush task waits for room on any of its links at once.
+        self.on_send_room: Callable[[], None] | None = None
         self._cancel = trio.CancelScope()
         self._ping_seq = 0
         self._ping_sent: dict[int, float] = {}
@@ -365,6 +368,8 @@ class WebSocketLink:
             log.debug("link to %s closed: %s", self._peer_id[:4].hex(), reason)
         for event in (self._send_ready, self._send_space, self._recv_ready, self._recv_space):
             event.set()
+        if self.on_send_room is not None:
+            self.on_send_room()
         self._cancel.cancel()
 
     async def run(self) -> None:
@@ -487,6 +492,8 @@ class WebSocketLink:
             ncells += k
         self._send_cells -= ncells
         self._send_space.set()
+        if ncells and self.on_send_room is not None:
+            self.on_send_room()
         self._stats.cells_sent += ncells
         self._stats.bytes_sent += ncells * CELL_SIZE
         return b"".join(frames)
