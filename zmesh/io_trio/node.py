@@ -14,10 +14,11 @@ A :class:`Node` glues the sans-IO pieces to sockets and time:
 
 Concurrency rules (trio, structured): every task lives in the node's nursery or a link's;
 leaving ``async with Node(...)`` cancels them all, after a shielded, time-bounded shutdown that
-sends a DESTROY for every circuit this node originated. Cells leave through one lock-holding
-flush (``_flush``) so a circuit's cells are never reordered on a link, and the task that fed
-cells in waits for link queue space, which carries back-pressure from a slow link to the reader
-of the fast one.
+sends a DESTROY for every circuit this node originated. Cells leave through ``_flush_now`` into
+one carry queue per link, in order, so a circuit's cells are never reordered on a link and a
+full link never holds up the others; a link reader waits only while all carry queues together
+exceed ``CARRY_HIGH_WATER`` (waiting for the one link its cells go to deadlocked two busy
+nodes: docs/architecture.md §3).
 
 Clocks: the onion layer and peer records use wall-clock seconds (``time.time()``), because
 Sphinx epochs and record expiry must agree between machines; everything else uses trio's clock.
