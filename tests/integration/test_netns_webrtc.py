@@ -325,8 +325,13 @@ def test_fec_link_across_namespaces_with_loss() -> None:
         answer_side = echo_side["result"]
         _report(topology, "webrtc fec", {"offerer": offer_side, "answerer": answer_side})
     assert offer_side["in_order_unique"] and offer_side["byte_exact"]
-    assert offer_side["received"] + offer_side["cells_lost"] == offer_side["sent"]
-    assert offer_side["received"] >= 0.95 * offer_side["sent"]
+    # Every cell is accounted for: echoed back, or given up for lost by a Tetrys decoder on
+    # the way out (counted at the answerer, so never echoed) or on the way back (counted here).
+    lost = offer_side["cells_lost"] + answer_side["cells_lost"]
+    assert offer_side["received"] + lost == offer_side["sent"]
+    # Two crossings of a 5 % loss link: FEC keeps most of it (a fec=True link still gives up
+    # cells it cannot repair in time; docs/transport-webrtc.md).
+    assert offer_side["received"] >= 0.9 * offer_side["sent"]
     # Tetrys repaired losses (on the way out, at the answerer, or on the way back, here).
     assert offer_side["recovered"] + answer_side["recovered"] > 0
     # (``repair_ratio`` is only the adaptive ratio at the end, which may have decayed to 0.)
