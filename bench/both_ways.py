@@ -20,7 +20,6 @@ import hashlib
 import json
 import os
 import pathlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import time
 from typing import Any
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from e2e import WEB_HOST, Proc, log
+from e2e import WEB_HOST, Proc, log, stop_all
 
 
 def main() -> int:
@@ -101,9 +100,7 @@ def main() -> int:
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         result["error"] = str(exc)
     finally:
-        for p in reversed(procs):
-            p.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
     print(json.dumps(result))
     return 0 if "error" not in result and result.get("finished") == result.get("of") else 1
 

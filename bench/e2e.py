@@ -110,6 +110,13 @@ class StaticServer:
         self.logf.close()
 
 
+def stop_all(procs: list[Proc] | list[Proc | StaticServer], tmp: pathlib.Path) -> None:
+    """Stop every process, newest first, and remove the scratch directory."""
+    for p in reversed(procs):
+        p.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
 def curl(url: str, socks: int | None, write_out: str, timeout: float = 300) -> dict[str, float]:
     args = ["curl", "-sS", "-o", os.devnull, "--max-time", str(int(timeout)), "-w", write_out]
     if socks is not None:
@@ -407,9 +414,7 @@ def main() -> int:
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         result["error"] = str(exc)
     finally:
-        for p in reversed(procs):
-            p.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
+        stop_all(procs, tmp)
     result["tor"] = (
         {"skipped": "--no-tor"} if args.no_tor else run_tor(args.mb, args.runs, args.ttfb_runs)
     )
