@@ -128,7 +128,6 @@ _HEADER_PACK: Final = CELL_HEADER.pack
 _MESSAGE_HEADER: Final = struct.Struct("!BH")  # relay message: kind, length (cells.md §4)
 _MESSAGE_UNPACK: Final = _MESSAGE_HEADER.unpack_from
 assert MESSAGE_OFFSET == 32 and LAYER_PLAIN_SIZE == 1003  # literals in _end_fn
-_MESSAGE_PACK: Final = _MESSAGE_HEADER.pack
 _ZERO_FILL: Final = bytes(DATA_SIZE)
 _N_KINDS: Final = len(RELAY_KINDS)
 
