@@ -198,7 +198,6 @@ class Node:
         self._published: dict[str, int] = {}  # rendezvous url -> seq it holds from us
         self._flush_lock = trio.Lock()
         self._flush_wanted = trio.Event()
-        self._flush_follows = False  # inside a drain whose caller flushes right after
         # Cells a link could not take at once, per link, in order (see _flush_now); bounded
         # by CARRY_HIGH_WATER through the readers' back-pressure and the pumps' backlogs.
         self._carry: dict[Link, collections.deque[bytes]] = {}
@@ -404,8 +403,7 @@ class Node:
             now = _wall()
             for block in blocks:
                 account(onion.receive_block(key, block, now))
-            self._drain_events(wake_flusher=False)
-            self._flush_now()
+            self._drain_events()  # ends with _flush_now
             # Not "until every link took its cells": a reader waiting on a link that waits on
             # this reader's peer deadlocked two busy nodes. Only a node-wide backlog holds it.
             await self._wait_carry_room()
@@ -423,8 +421,7 @@ class Node:
                     raise LinkClosed(link.close_reason)
                 while True:
                     account(onion.receive_cells(key, [await link.receive_cell()], _wall()))
-                    self._drain_events(wake_flusher=False)
-                    self._flush_now()
+                    self._drain_events()
                     await self._wait_carry_room()
             except LinkClosed as exc:
                 log.info("link to %s closed: %s", peer[:4].hex(), exc.reason)
@@ -500,19 +497,11 @@ class Node:
 
     # -- the onion driver -----------------------------------------------------------------
 
-    def _drain_events(self, *, wake_flusher: bool = True) -> None:
-        """Handle every onion event (and the mux work they cause). ``wake_flusher=False``
-        when the caller flushes right after (a link's reader): waking the flush task too
-        would cost a scheduler pass per batch for nothing."""
-        onion = self.onion
-        dirty = self._dirty
-        self._flush_follows = not wake_flusher
-        try:
-            self._drain_loop(onion, dirty)
-        finally:
-            self._flush_follows = False
-        if wake_flusher:
-            self._flush_now()
+    def _drain_events(self) -> None:
+        """Handle every onion event (and the mux work they cause), then hand the cells they
+        queued to the links (``_flush_now``: no waiting, no task switch)."""
+        self._drain_loop(self.onion, self._dirty)
+        self._flush_now()
         # Wake the timer task only when the onion's next deadline moved: on the data path it
         # does not, and a wake-up per batch of cells was ~4 % of a relay's CPU.
         if self.onion.get_timer() != self._armed_deadline:
@@ -641,8 +630,7 @@ class Node:
                 self._backlogged[circuit] = pump
             else:
                 self._backlogged.pop(circuit, None)
-            if not self._flush_follows:
-                self._flush_now()
+            self._flush_now()
 
         return pump
 
